@@ -1,0 +1,13 @@
+"""nemo_encrl: distil small NeMo CTC ASR models from a large frozen NeMo Conformer-CTC teacher (EncRL).
+
+Importing the package lets NeMo restore the plugin's own model classes from a `.nemo` file: NeMo 3.0
+only instantiates `target`s under allowed prefixes, and we add exactly ours (never switching the
+check off).
+"""
+
+from nemo_encrl._targets import PLUGIN_PREFIX, allow_plugin_targets
+
+__version__ = "0.1.0"
+__all__ = ["PLUGIN_PREFIX", "allow_plugin_targets", "__version__"]
+
+allow_plugin_targets()

@@ -1,0 +1,164 @@
+"""`nemo-encrl`: the command line of the plugin. Every subcommand has --help; training subcommands take
+NeMo/Hydra-style `key=value` overrides of their YAML config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from nemo_encrl.config import CONF_DIR, REPO_ROOT
+
+DEFAULT_TEACHER = REPO_ROOT / "models" / "demo_teacher.nemo"
+log = logging.getLogger("nemo_encrl")
+
+
+def _corpus(args) -> Path:
+    from nemo_encrl.data.corpus import build_corpus, load_profile
+
+    profile = load_profile(args.profile, CONF_DIR)
+    out = Path(args.out or f"data/corpus/{profile.name}")
+    info = build_corpus(profile, out, num_workers=args.workers, fortunes_dir=args.fortunes_dir)
+    summary = json.loads(info.read_text())["splits"]
+    for split, s in summary.items():
+        print(f"{split:5s} {s['utterances']:6d} utterances {s['hours']:6.2f} h {len(s['voices']):4d} voices  {s['manifest']}")
+    return out
+
+
+def _prepare(args) -> None:
+    from nemo_encrl.data import real_corpora
+
+    if args.command == "prepare-librispeech":
+        result = real_corpora.prepare_librispeech(args.corpus_dir, args.out, args.parts or "auto")
+    else:
+        result = real_corpora.prepare_tedlium(args.corpus_dir, args.out, tuple(args.parts or ("train", "dev", "test")))
+    for part, paths in result.items():
+        print(f"{part}: {paths['manifest']}")
+
+
+def _teacher(args) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_ctc_bpe
+
+    return fit_ctc_bpe(load_config("teacher", args.config, args.overrides))
+
+
+def _evaluate(args) -> dict:
+    from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=args.model)
+    report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size)
+    print(format_report(report, Path(args.model).name))
+    if args.json:
+        write_report(report, args.json)
+    return report
+
+
+def _demo(args) -> dict:
+    """Corpus -> teacher (shipped, or re-trained on a time budget) -> teacher WER on the test split."""
+    from nemo_encrl.config import load_config
+    from nemo_encrl.data.corpus import build_corpus, load_profile
+    from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
+    from nemo_encrl.teacher import load_ctc_model
+    from nemo_encrl.training import fit_ctc_bpe
+
+    start = time.time()
+    out = Path(args.out)
+    profile = load_profile(args.profile, CONF_DIR)
+    corpus_dir = Path("data/corpus") / profile.name
+    log.info("[1/3] corpus '%s' -> %s", profile.name, corpus_dir)
+    build_corpus(profile, corpus_dir, num_workers=args.workers)
+
+    teacher_path = Path(args.teacher)
+    if args.retrain_teacher or not teacher_path.exists():
+        why = "--retrain-teacher" if args.retrain_teacher else f"{teacher_path} not found"
+        log.info("[2/3] training a teacher (%s), budget %s", why, args.teacher_budget)
+        cfg = load_config("teacher", "conformer_ctc_bpe_demo", [
+            f"model.train_ds.manifest_filepath={corpus_dir}/train_manifest.json",
+            f"model.validation_ds.manifest_filepath={corpus_dir}/dev_manifest.json",
+            f"model.test_ds.manifest_filepath={corpus_dir}/test_manifest.json",
+            f"model.tokenizer.dir={out}/tokenizer",
+            f"exp_manager.exp_dir={out}/teacher_runs",
+            f"+trainer.max_time={args.teacher_budget}",
+            f"output_nemo={out}/teacher.nemo",
+            *args.teacher_overrides,
+        ])  # fmt: skip
+        teacher_path = fit_ctc_bpe(cfg)
+    else:
+        log.info("[2/3] reusing teacher %s (--retrain-teacher trains a new one)", teacher_path)
+    teacher = load_ctc_model(path=teacher_path)
+
+    log.info("[3/3] evaluating the teacher on %s/test_manifest.json", corpus_dir)
+    report = evaluate_manifest(teacher, corpus_dir / "test_manifest.json")
+    report["teacher"] = str(teacher_path)
+    write_report(report, out / "teacher_test.json")
+    print(format_report(report, f"teacher {teacher_path.name} on {profile.name}/test"))
+    print(f"demo finished in {time.time() - start:.0f} s; report in {out / 'teacher_test.json'}")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nemo-encrl", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("corpus", help="synthesise the offline multi-voice corpus (espeak-ng + flite + fortunes)")
+    p.add_argument("--profile", default="demo", help="tiny | demo | bench, or a YAML file (conf/corpus/)")
+    p.add_argument("--out", help="output folder (default data/corpus/<profile>)")
+    p.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
+    p.add_argument("--fortunes-dir", type=Path, default=None, help="folder of fortune text files")
+    p.set_defaults(func=_corpus)
+
+    for name, what in (("prepare-librispeech", "LibriSpeech folder (with dev-clean/, ...)"),
+                       ("prepare-tedlium", "TED-LIUM v3 folder (TEDLIUM_release-3/)")):  # fmt: skip
+        p = sub.add_parser(name, help=f"NeMo manifests + lhotse cuts from a {what} via lhotse's recipe")
+        p.add_argument("corpus_dir", type=Path, help=what)
+        p.add_argument("out", type=Path, help="output folder")
+        p.add_argument("--parts", nargs="*", help="splits to prepare (default: all found)")
+        p.set_defaults(func=_prepare)
+
+    p = sub.add_parser("teacher", help="train the demo teacher (NeMo Conformer-CTC BPE) from conf/teacher/")
+    p.add_argument("--config", default="conformer_ctc_bpe_demo", help="name in conf/teacher/ or a YAML path")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. trainer.max_steps=100")
+    p.set_defaults(func=_teacher)
+
+    p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")
+    p.add_argument("model", type=Path, help=".nemo file")
+    p.add_argument("manifest", type=Path, help="NeMo JSON-lines manifest")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", type=Path, help="write the full report here")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("demo", help="the README's main job on the offline default, end to end")
+    p.add_argument("--profile", default="demo", help="corpus profile (conf/corpus/)")
+    p.add_argument("--teacher", default=str(DEFAULT_TEACHER), help="teacher .nemo to reuse")
+    p.add_argument("--retrain-teacher", action="store_true", help="train a new teacher on the profile's train split")
+    p.add_argument("--teacher-budget", default="00:00:10:00", help="wall-clock limit for --retrain-teacher (DD:HH:MM:SS)")
+    p.add_argument("--teacher-overrides", nargs="*", default=[], help="overrides for the teacher config")
+    p.add_argument("--out", default="runs/demo", help="output folder")
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[nemo-encrl %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    try:
+        args.func(args)
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        # known bad input: one clear line, not a traceback (set NEMO_ENCRL_DEBUG=1 for the traceback)
+        import os
+
+        if os.environ.get("NEMO_ENCRL_DEBUG"):
+            raise
+        print(f"nemo-encrl {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's main command: the whole job on the built-in offline default. Extra arguments go to
+# `nemo-encrl demo` (see `nemo-encrl demo --help`).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+exec nemo-encrl demo "$@"

@@ -1,0 +1,56 @@
+"""Shared tiny fixtures: a few-second synthetic corpus and a tiny CTC model trained on it for 3 steps."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    from nemo_encrl.config import CONF_DIR
+    from nemo_encrl.data.corpus import build_corpus, load_profile
+
+    out = tmp_path_factory.mktemp("corpus") / "tiny"
+    build_corpus(load_profile("tiny", CONF_DIR), out, num_workers=2)
+    return out
+
+
+def tiny_ctc_overrides(corpus: Path, work: Path) -> list[str]:
+    """The demo teacher recipe shrunk to seconds: same code path, tiny widths and steps."""
+    return [
+        f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
+        f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
+        f"model.test_ds.manifest_filepath={corpus}/test_manifest.json",
+        f"model.tokenizer.dir={work}/tokenizer",
+        "tokenizer_training.vocab_size=40",
+        "tokenizer_training.max_tokens_per_frame=0.6",
+        "model.encoder.d_model=32",
+        "model.encoder.n_layers=2",
+        "model.encoder.n_heads=2",
+        "model.encoder.conv_kernel_size=7",
+        "model.optim.sched.warmup_steps=2",
+        "model.train_ds.batch_duration=40",
+        "model.train_ds.num_workers=0",
+        "model.validation_ds.num_workers=0",
+        "trainer.max_steps=3",
+        "trainer.log_every_n_steps=1",
+        "trainer.enable_progress_bar=false",
+        f"exp_manager.exp_dir={work}/runs",
+        "exp_manager.create_tensorboard_logger=false",
+        f"output_nemo={work}/tiny_ctc.nemo",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_ctc_nemo(tiny_corpus, tmp_path_factory) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_ctc_bpe
+
+    work = tmp_path_factory.mktemp("tiny_ctc")
+    cfg = load_config("teacher", "conformer_ctc_bpe_demo", tiny_ctc_overrides(tiny_corpus, work))
+    return fit_ctc_bpe(cfg)

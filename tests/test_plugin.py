@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+SCRIPT = """
+from nemo.core.classes import common
+before = list(common.ALLOWED_TARGET_PREFIXES)
+assert not common._is_target_allowed("nemo_encrl.teacher.load_ctc_model")
+import nemo_encrl
+assert common._is_target_allowed("nemo_encrl.teacher.load_ctc_model")
+assert set(common.ALLOWED_TARGET_PREFIXES) - set(before) == {"nemo_encrl."}
+assert set(before) <= set(common.ALLOWED_TARGET_PREFIXES)
+nemo_encrl.allow_plugin_targets()
+assert common.ALLOWED_TARGET_PREFIXES.count("nemo_encrl.") == 1
+try:
+    common.safe_instantiate({"_target_": "os.system", "command": "true"})
+except common.UnsafeTargetError:
+    print("OK")
+"""
+
+
+def test_import_allows_exactly_our_prefix_and_keeps_the_check():
+    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("OK")
