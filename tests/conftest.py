@@ -20,29 +20,34 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return out
 
 
+# the demo teacher recipe shrunk to seconds: same code path, tiny widths and steps
+TINY_MODEL_OVERRIDES = [
+    "tokenizer_training.vocab_size=40",
+    "tokenizer_training.max_tokens_per_frame=0.6",
+    "model.encoder.d_model=32",
+    "model.encoder.n_layers=2",
+    "model.encoder.n_heads=2",
+    "model.encoder.conv_kernel_size=7",
+    "model.optim.sched.warmup_steps=2",
+    "model.train_ds.batch_duration=40",
+    "model.train_ds.num_workers=0",
+    "model.validation_ds.num_workers=0",
+    "trainer.max_steps=3",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "exp_manager.create_tensorboard_logger=false",
+]
+
+
 def tiny_ctc_overrides(corpus: Path, work: Path) -> list[str]:
-    """The demo teacher recipe shrunk to seconds: same code path, tiny widths and steps."""
     return [
         f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
         f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
         f"model.test_ds.manifest_filepath={corpus}/test_manifest.json",
         f"model.tokenizer.dir={work}/tokenizer",
-        "tokenizer_training.vocab_size=40",
-        "tokenizer_training.max_tokens_per_frame=0.6",
-        "model.encoder.d_model=32",
-        "model.encoder.n_layers=2",
-        "model.encoder.n_heads=2",
-        "model.encoder.conv_kernel_size=7",
-        "model.optim.sched.warmup_steps=2",
-        "model.train_ds.batch_duration=40",
-        "model.train_ds.num_workers=0",
-        "model.validation_ds.num_workers=0",
-        "trainer.max_steps=3",
-        "trainer.log_every_n_steps=1",
-        "trainer.enable_progress_bar=false",
         f"exp_manager.exp_dir={work}/runs",
-        "exp_manager.create_tensorboard_logger=false",
         f"output_nemo={work}/tiny_ctc.nemo",
+        *TINY_MODEL_OVERRIDES,
     ]
 
 

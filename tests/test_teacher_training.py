@@ -1,0 +1,103 @@
+"""The teacher recipe end to end on the tiny corpus: NeMo + Lightning + exp_manager, save, restore, score."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from nemo_encrl.evaluate import error_rates, evaluate_manifest
+from nemo_encrl.teacher import TeacherError, load_ctc_model
+
+pytestmark = pytest.mark.slow
+
+
+def test_recipe_trains_saves_and_restores(tiny_ctc_nemo: Path, tiny_corpus: Path):
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    assert tiny_ctc_nemo.is_file()
+    model = load_ctc_model(path=tiny_ctc_nemo)
+    assert isinstance(model, EncDecCTCModelBPE)
+    assert model.tokenizer.vocab_size == 40
+    assert model.cfg.encoder.d_model == 32 and model.cfg.encoder.subsampling_factor == 4
+    # exp_manager wrote a resumable checkpoint
+    assert list(tiny_ctc_nemo.parent.glob("runs/*/checkpoints/*last.ckpt"))
+
+
+def test_resume_continues_from_checkpoint(tiny_ctc_nemo: Path, tiny_corpus: Path, caplog):
+    """Started again with more steps, the run picks up at step 3 instead of starting over."""
+    from conftest import tiny_ctc_overrides
+
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_ctc_bpe
+
+    work = tiny_ctc_nemo.parent
+    cfg = load_config("teacher", "conformer_ctc_bpe_demo", tiny_ctc_overrides(tiny_corpus, work) + ["trainer.max_steps=5"])
+    fit_ctc_bpe(cfg)
+    ckpt = torch.load(next(work.glob("runs/*/checkpoints/*last.ckpt")), map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 5
+    assert "Restored all states from the checkpoint" in caplog.text
+
+
+def test_evaluate_report(tiny_ctc_nemo: Path, tiny_corpus: Path):
+    model = load_ctc_model(path=tiny_ctc_nemo)
+    report = evaluate_manifest(model, tiny_corpus / "test_manifest.json", batch_size=8)
+    assert report["utterances"] == 12
+    assert report["parameters"] == sum(p.numel() for p in model.parameters())
+    assert report["wer"] >= 0 and report["rtf"] > 0
+    assert report["substitutions"] + report["deletions"] <= report["reference_words"]
+
+
+def test_error_rates_counts():
+    r = error_rates(["the cat sat", "a dog"], ["the bat sat down", ""])
+    assert (r["substitutions"], r["deletions"], r["insertions"], r["reference_words"]) == (1, 2, 1, 5)
+    assert r["wer"] == pytest.approx(4 / 5)
+
+
+def test_stock_nemo_restores_without_plugin(tiny_ctc_nemo: Path, tiny_corpus: Path):
+    """The teacher .nemo is plain NeMo: a fresh process that never imports nemo_encrl transcribes with it."""
+    wav = json.loads((tiny_corpus / "test_manifest.json").read_text().splitlines()[0])["audio_filepath"]
+    code = (
+        "import sys; from nemo.collections.asr.models import ASRModel;"
+        f"m = ASRModel.restore_from({str(tiny_ctc_nemo)!r}, map_location='cpu');"
+        f"h = m.transcribe([{wav!r}], verbose=False);"
+        "assert 'nemo_encrl' not in sys.modules; print('HYP', type(h[0].text).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HYP str" in out.stdout
+
+
+def test_bad_teacher_inputs(tmp_path: Path, tiny_corpus: Path):
+    with pytest.raises(TeacherError, match="does not exist"):
+        load_ctc_model(path=tmp_path / "missing.nemo")
+    junk = tmp_path / "junk.nemo"
+    junk.write_text("not an archive")
+    with pytest.raises(TeacherError, match="not a .nemo archive"):
+        load_ctc_model(path=junk)
+    with pytest.raises(TeacherError, match="exactly one"):
+        load_ctc_model()
+
+
+def test_not_a_ctc_model_is_named(tmp_path: Path, monkeypatch):
+    """A restorable ASR model of another kind is refused by class name."""
+    from nemo.collections.asr.models import ASRModel
+
+    class FakeRNNT(torch.nn.Module):
+        pass
+
+    monkeypatch.setattr(ASRModel, "restore_from", classmethod(lambda cls, *a, **k: FakeRNNT()))
+    import tarfile
+
+    archive = tmp_path / "rnnt.nemo"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(__file__, arcname="model_config.yaml")
+    with pytest.raises(TeacherError, match="FakeRNNT, not a CTC model"):
+        load_ctc_model(path=archive)
+
+
+def test_unknown_pretrained_name_fails_clearly():
+    with pytest.raises(TeacherError, match="could not load pretrained teacher 'stt_en_no_such_model'"):
+        load_ctc_model(pretrained_name="stt_en_no_such_model")
