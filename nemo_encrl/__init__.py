@@ -8,6 +8,15 @@ check off).
 from nemo_encrl._targets import PLUGIN_PREFIX, allow_plugin_targets
 
 __version__ = "0.1.0"
-__all__ = ["PLUGIN_PREFIX", "allow_plugin_targets", "__version__"]
+__all__ = ["EncRLConfigError", "EncRLModel", "PLUGIN_PREFIX", "allow_plugin_targets", "__version__"]
 
 allow_plugin_targets()
+
+
+def __getattr__(name: str):
+    # heavy NeMo ASR imports only when the model class is asked for
+    if name in ("EncRLModel", "EncRLConfigError"):
+        from nemo_encrl import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'nemo_encrl' has no attribute {name!r}")

@@ -46,6 +46,13 @@ def _teacher(args) -> Path:
     return fit_ctc_bpe(load_config("teacher", args.config, args.overrides))
 
 
+def _distill(args) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_encrl
+
+    return fit_encrl(load_config("encrl", args.config, args.overrides))
+
+
 def _evaluate(args) -> dict:
     from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
     from nemo_encrl.teacher import load_ctc_model
@@ -124,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="conformer_ctc_bpe_demo", help="name in conf/teacher/ or a YAML path")
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. trainer.max_steps=100")
     p.set_defaults(func=_teacher)
+
+    p = sub.add_parser("distill", help="EncRL stage 1: align a small student with a frozen teacher (conf/encrl/)")
+    p.add_argument("--config", default="encrl_clip_mse", help="name in conf/encrl/ or a YAML path")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.teacher.path=teacher.nemo")
+    p.set_defaults(func=_distill)
 
     p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")
     p.add_argument("model", type=Path, help=".nemo file")

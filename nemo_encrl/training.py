@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from nemo_encrl.data.manifest import validate_manifest
 
@@ -47,29 +47,42 @@ def prepare_tokenizer(cfg: DictConfig) -> None:
 
 
 def check_data(cfg: DictConfig) -> None:
-    sr = cfg.model.sample_rate
+    sr = cfg.model.get("sample_rate")  # stage-1 configs take the teacher's, checked when it is loaded
     validate_manifest(cfg.model.train_ds.manifest_filepath, sample_rate=sr)
     validate_manifest(cfg.model.validation_ds.manifest_filepath, sample_rate=sr)
 
 
-def fit_ctc_bpe(cfg: DictConfig) -> Path:
-    """Tokenizer -> EncDecCTCModelBPE -> trainer.fit (resumable) -> .nemo at cfg.output_nemo."""
+def run_training(cfg: DictConfig, build_model) -> Path:
+    """Lightning trainer + exp_manager (resume) + `build_model(cfg.model, trainer)` + fit -> .nemo."""
     import lightning.pytorch as pl
-    from nemo.collections.asr.models import EncDecCTCModelBPE
     from nemo.utils.exp_manager import exp_manager
 
-    check_data(cfg)
-    prepare_tokenizer(cfg)
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
     exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
-    model = EncDecCTCModelBPE(cfg=cfg.model, trainer=trainer)
-    log.info("model has %.2fM parameters; logs and checkpoints in %s", model.num_weights / 1e6, exp_dir)
+    model = build_model(cfg.model, trainer)
+    log.info("%s has %.2fM trainable parameters; logs and checkpoints in %s", type(model).__name__,
+             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, exp_dir)  # fmt: skip
     trainer.fit(model)
     out = Path(cfg.output_nemo)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if trainer.is_global_zero:
-        with open_dict(model.cfg):
-            model.cfg.train_ds.manifest_filepath = cfg.model.train_ds.manifest_filepath
+        out.parent.mkdir(parents=True, exist_ok=True)
         model.save_to(str(out))
         log.info("saved %s", out)
     return out
+
+
+def fit_ctc_bpe(cfg: DictConfig) -> Path:
+    """Tokenizer -> EncDecCTCModelBPE -> trainer.fit (resumable) -> .nemo at cfg.output_nemo."""
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    check_data(cfg)
+    prepare_tokenizer(cfg)
+    return run_training(cfg, lambda model_cfg, trainer: EncDecCTCModelBPE(cfg=model_cfg, trainer=trainer))
+
+
+def fit_encrl(cfg: DictConfig) -> Path:
+    """EncRL stage 1: student aligned with the frozen teacher (resumable) -> stage-1 .nemo."""
+    from nemo_encrl.models import EncRLModel
+
+    check_data(cfg)
+    return run_training(cfg, lambda model_cfg, trainer: EncRLModel(cfg=model_cfg, trainer=trainer))

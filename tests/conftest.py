@@ -59,3 +59,41 @@ def tiny_ctc_nemo(tiny_corpus, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tiny_ctc")
     cfg = load_config("teacher", "conformer_ctc_bpe_demo", tiny_ctc_overrides(tiny_corpus, work))
     return fit_ctc_bpe(cfg)
+
+
+# the EncRL stage-1 recipe shrunk to seconds: tiny student, a few steps
+TINY_STUDENT_OVERRIDES = [
+    "model.encoder.d_model=24",
+    "model.encoder.n_layers=2",
+    "model.encoder.n_heads=2",
+    "model.encoder.conv_kernel_size=7",
+    "model.optim.sched.warmup_steps=2",
+    "model.train_ds.batch_duration=40",
+    "model.train_ds.num_workers=0",
+    "model.validation_ds.num_workers=0",
+    "trainer.max_steps=3",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "exp_manager.create_tensorboard_logger=false",
+]
+
+
+def tiny_encrl_overrides(teacher: Path, corpus: Path, work: Path) -> list[str]:
+    return [
+        f"model.teacher.path={teacher}",
+        f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
+        f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
+        f"model.tokenizer_dir={work}/tokenizer",
+        f"exp_manager.exp_dir={work}/runs",
+        f"output_nemo={work}/stage1.nemo",
+        *TINY_STUDENT_OVERRIDES,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_encrl_nemo(tiny_ctc_nemo, tiny_corpus, tmp_path_factory) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_encrl
+
+    work = tmp_path_factory.mktemp("tiny_encrl")
+    return fit_encrl(load_config("encrl", "encrl_clip_mse", tiny_encrl_overrides(tiny_ctc_nemo, tiny_corpus, work)))

@@ -1,0 +1,3 @@
+from nemo_encrl.models.encrl_model import EncRLConfigError, EncRLModel
+
+__all__ = ["EncRLConfigError", "EncRLModel"]

@@ -1,0 +1,3 @@
+from nemo_encrl.modules.teacher_wrapper import TeacherWrapper
+
+__all__ = ["TeacherWrapper"]
