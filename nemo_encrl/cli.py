@@ -53,6 +53,36 @@ def _distill(args) -> Path:
     return fit_encrl(load_config("encrl", args.config, args.overrides))
 
 
+def _finetune(args) -> dict:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import finetune_students
+
+    results = finetune_students(load_config("finetune", args.config, args.overrides))
+    for depth, result in results.items():
+        print(f"depth {depth}: {result['nemo']} ({result['train_seconds']} s)")
+    return results
+
+
+def _export(args) -> dict:
+    import soundfile as sf
+
+    from nemo_encrl.export import compare_onnx, export_onnx
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=args.model)
+    out = export_onnx(model, args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if args.check:
+        audio, sr = sf.read(args.check, dtype="float32")
+        if sr != model.cfg.sample_rate:
+            raise ValueError(f"{args.check} has {sr} Hz audio, the model expects {model.cfg.sample_rate} Hz")
+        result = compare_onnx(model, out, audio)
+        print(f"onnxruntime vs PyTorch log-probs on {args.check}: max |diff| {result['max_abs_diff']:.2e} over "
+              f"{result['frames']} frames, same greedy tokens: {result['same_greedy_tokens']}")
+        return result
+    return {}
+
+
 def _evaluate(args) -> dict:
     from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
     from nemo_encrl.teacher import load_ctc_model
@@ -136,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="encrl_clip_mse", help="name in conf/encrl/ or a YAML path")
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.teacher.path=teacher.nemo")
     p.set_defaults(func=_distill)
+
+    p = sub.add_parser("finetune", help="EncRL stage 2: plain CTC students of several depths (conf/finetune/)")
+    p.add_argument("--config", default="ctc_finetune", help="name in conf/finetune/ or a YAML path")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. init.stage1=stage1.nemo 'init.depths=[6,4]'")
+    p.set_defaults(func=_finetune)
+
+    p = sub.add_parser("export", help="ONNX export of a CTC .nemo with NeMo's exporter, checked in onnxruntime")
+    p.add_argument("model", type=Path, help=".nemo file (a plain NeMo CTC model)")
+    p.add_argument("out", type=Path, help="output .onnx")
+    p.add_argument("--check", type=Path, help="a wav to compare onnxruntime's log-probs with PyTorch's")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")
     p.add_argument("model", type=Path, help=".nemo file")

@@ -60,6 +60,9 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
     exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
     model = build_model(cfg.model, trainer)
+    # NeMo's init_from_nemo_model / init_from_pretrained_model / init_from_ptl_ckpt, e.g. to continue
+    # from a shipped .nemo when the exp_manager checkpoints of an earlier run are gone
+    model.maybe_init_from_pretrained_checkpoint(cfg)
     log.info("%s has %.2fM trainable parameters; logs and checkpoints in %s", type(model).__name__,
              sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, exp_dir)  # fmt: skip
     trainer.fit(model)

@@ -97,3 +97,27 @@ def tiny_encrl_nemo(tiny_ctc_nemo, tiny_corpus, tmp_path_factory) -> Path:
 
     work = tmp_path_factory.mktemp("tiny_encrl")
     return fit_encrl(load_config("encrl", "encrl_clip_mse", tiny_encrl_overrides(tiny_ctc_nemo, tiny_corpus, work)))
+
+
+def tiny_finetune_overrides(corpus: Path, work: Path, source: str, stage1: Path | None, teacher: Path | None) -> list[str]:
+    return [
+        f"init.from={source}",
+        f"init.stage1={stage1}" if stage1 else "init.stage1=null",
+        f"init.teacher={teacher}" if teacher else "init.teacher=null",
+        "init.depths=[2,1]",
+        f"output_dir={work}/students",
+        f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
+        f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
+        f"exp_manager.exp_dir={work}/runs",
+        *TINY_STUDENT_OVERRIDES,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_students(tiny_encrl_nemo, tiny_corpus, tmp_path_factory) -> dict:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import finetune_students
+
+    work = tmp_path_factory.mktemp("tiny_stage2")
+    cfg = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, work, "stage1", tiny_encrl_nemo, None))
+    return finetune_students(cfg)

@@ -7,7 +7,7 @@ import pytest
 
 from nemo_encrl.cli import build_parser, main
 
-SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "evaluate", "demo"]
+SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "distill", "finetune", "export", "evaluate", "demo"]
 
 
 @pytest.mark.parametrize("sub", [None] + SUBCOMMANDS)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,9 @@ def build_corpus(cfg: DictConfig, out_dir: Path, num_workers: int = 2, fortunes_
     plan = plan_corpus(cfg, sentences, voice_inventory(tuple(cfg.engine_share)))
     jobs = [(u, str(out_dir), cfg.sample_rate) for u in plan]
     with ProcessPoolExecutor(max_workers=max(1, num_workers)) as pool:
-        rows = list(tqdm(pool.map(_render, jobs, chunksize=16), total=len(jobs), desc=f"corpus {cfg.name}"))
+        progress = tqdm(pool.map(_render, jobs, chunksize=16), total=len(jobs), desc=f"corpus {cfg.name}",
+                        mininterval=0.5 if sys.stderr.isatty() else 10)  # fmt: skip
+        rows = list(progress)
     summary = {}
     for split in SPLITS:
         split_rows = [r for r in rows if r["utt_id"].startswith(f"{split}-")]

@@ -1,0 +1,76 @@
+"""EncRL stage 2: several plain NeMo CTC students out of one stage-1 run, each finetuned with CTC.
+
+`init.from: stage1` cuts the stage-1 student to every depth in `init.depths` (its first k layers) and
+finetunes each; `init.from: scratch` trains the same architecture from random weights with the
+teacher's tokenizer and preprocessor: the baseline, through the very same code path.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nemo.utils import logging
+
+from nemo_encrl.student import StudentError, load_stage1, student_from_scratch, student_from_stage1
+from nemo_encrl.training import check_data, run_training
+
+
+def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
+    """The per-depth run: its own exp_manager name (so each resumes on its own) and output file."""
+    run = copy.deepcopy(cfg)
+    OmegaConf.resolve(run)  # sections are copied into a fresh model config, away from their interpolation roots
+    tag = f"{cfg.init['from']}_L{depth}"
+    with open_dict(run):
+        run.exp_manager.name = f"{cfg.name}_{tag}"
+        run.output_nemo = str(Path(cfg.output_dir) / f"student_{tag}.nemo")
+    return run
+
+
+def finetune_students(cfg: DictConfig) -> dict[int, dict]:
+    """Train one student per depth; returns {depth: {"nemo": path, "train_seconds": s}}, also in summary.json."""
+    init = cfg.init
+    source = init.get("from", "stage1")
+    if source not in ("stage1", "scratch"):
+        raise StudentError(f"init.from={source!r}: choose stage1 or scratch")
+    depths = [int(d) for d in init.depths]
+    if not depths:
+        raise StudentError("init.depths is empty: list the student depths to train, e.g. [6, 4, 2]")
+    check_data(cfg)
+    if source == "stage1":
+        if not init.get("stage1"):
+            raise StudentError("init.stage1 is not set: the stage-1 EncRL .nemo or .ckpt to start from")
+        stage1 = load_stage1(init.stage1)
+        depth = len(stage1.encoder.layers)
+        too_deep = [d for d in depths if not 1 <= d <= depth]
+        if too_deep:
+            raise StudentError(f"init.depths {too_deep} not possible: the stage-1 student has {depth} layers")
+    else:
+        if not init.get("teacher"):
+            raise StudentError("init.teacher is not set: scratch students take the teacher's tokenizer and preprocessor")
+        if cfg.model.get("encoder") is None:
+            raise StudentError("init.from=scratch needs model.encoder: the student architecture to train")
+
+    results: dict[int, dict] = {}
+    summary_path = Path(cfg.output_dir) / f"summary_{source}.json"
+    for depth in depths:
+        run = _run_config(cfg, depth)
+        if source == "stage1":
+            def build(model_cfg, trainer, depth=depth):
+                return student_from_stage1(stage1, depth, init.get("decoder", "stage1"), model_cfg, trainer)
+        else:
+            def build(model_cfg, trainer, depth=depth):
+                encoder = copy.deepcopy(model_cfg.encoder)
+                encoder.n_layers = depth
+                return student_from_scratch(init.teacher, encoder, model_cfg, trainer)
+        logging.info(f"stage 2 ({source}): depth {depth} -> {run.output_nemo}")
+        start = time.time()
+        path = run_training(run, build)
+        results[depth] = {"nemo": str(path), "train_seconds": round(time.time() - start, 1)}
+        summary_path.parent.mkdir(parents=True, exist_ok=True)
+        summary_path.write_text(json.dumps(results, indent=1))
+    return results

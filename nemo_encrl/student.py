@@ -1,0 +1,138 @@
+"""Plain NeMo CTC students: from a stage-1 EncRL model (weights, cut to any depth) or from scratch.
+
+The result is an `EncDecCTCModelBPE` with the teacher's preprocessor and tokenizer and the student's
+encoder; nothing of nemo_encrl stays in its config, so stock NeMo restores, transcribes and exports it.
+"""
+
+from __future__ import annotations
+
+import copy
+import tarfile
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nemo.utils import logging
+
+# config sections of a plain CTC-BPE model that the student keeps from its source
+_DATA_SECTIONS = ("train_ds", "validation_ds", "test_ds")
+
+
+class StudentError(ValueError):
+    pass
+
+
+def export_tokenizer(model, directory: str | Path) -> Path:
+    """A BPE model's tokenizer files into `directory` (restored or freshly built models alike)."""
+    directory = Path(directory)
+    tok_cfg = copy.deepcopy(model.cfg.tokenizer)
+    with open_dict(tok_cfg):
+        tok_cfg.pop("dir", None)  # an existing local `dir` makes NeMo copy a directory as if it were a file
+    model._extract_tokenizer_from_config(tok_cfg, str(directory))
+    if not (directory / "tokenizer.model").exists():
+        raise StudentError(f"no tokenizer.model could be extracted from {type(model).__name__} into {directory}")
+    return directory
+
+
+def load_stage1(path: str | Path):
+    """An EncRLModel from a stage-1 .nemo or a Lightning/exp_manager .ckpt, with a clear error otherwise."""
+    from nemo_encrl.models import EncRLModel
+
+    path = Path(path)
+    if not path.is_file():
+        raise StudentError(f"stage-1 file {path} does not exist")
+    if path.suffix == ".ckpt":
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        target = str(ckpt.get("hyper_parameters", {}).get("cfg", {}).get("target", ""))
+        if "EncRLModel" not in target and "teacher" not in ckpt.get("hyper_parameters", {}).get("cfg", {}):
+            raise StudentError(f"{path} is not an EncRL stage-1 checkpoint (its model is {target or 'unknown'})")
+        return EncRLModel.load_from_checkpoint(str(path), map_location="cpu")
+    if not tarfile.is_tarfile(path):
+        raise StudentError(f"stage-1 file {path} is neither a .nemo archive nor a .ckpt checkpoint")
+    with tarfile.open(path) as tar:
+        config = next((m for m in tar.getmembers() if m.name.endswith("model_config.yaml")), None)
+        if config is None:
+            raise StudentError(f"{path} has no model_config.yaml: not a .nemo file")
+        target = OmegaConf.create(tar.extractfile(config).read().decode()).get("target", "")
+    if not str(target).endswith("EncRLModel"):
+        raise StudentError(f"{path} is not an EncRL stage-1 model: it holds a {target or 'model without target'}")
+    return EncRLModel.restore_from(str(path), map_location="cpu")
+
+
+def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir: Path, train_cfg: DictConfig | None):
+    """An EncDecCTCModelBPE config: source's preprocessor, the given encoder, a head over the tokenizer."""
+    cfg = OmegaConf.create({
+        "sample_rate": source_cfg.sample_rate,
+        "log_prediction": True,
+        "ctc_reduction": "mean_batch",
+        "preprocessor": copy.deepcopy(source_cfg.preprocessor),
+        "spec_augment": None,
+        "encoder": copy.deepcopy(encoder),
+        "decoder": {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": None,
+                    "num_classes": -1, "vocabulary": []},
+        "tokenizer": {"dir": str(tokenizer_dir), "type": "bpe"},
+        # stock transcribe() reads validation_ds.use_start_end_token: keep the section in every .nemo
+        "validation_ds": {"manifest_filepath": None, "sample_rate": source_cfg.sample_rate, "batch_size": 32,
+                          "shuffle": False, "use_start_end_token": False},
+    })  # fmt: skip
+    if train_cfg is not None:  # data, optimiser and augmentation of the finetuning config
+        with open_dict(cfg):
+            for key in (*_DATA_SECTIONS, "optim", "spec_augment", "log_prediction", "ctc_reduction", "decoding"):
+                if train_cfg.get(key) is not None:
+                    cfg[key] = copy.deepcopy(train_cfg[key])
+            for section in _DATA_SECTIONS:
+                if section in cfg and cfg[section] is not None:
+                    cfg[section].sample_rate = source_cfg.sample_rate
+    return cfg
+
+
+def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str = "stage1",
+                        train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None):  # fmt: skip
+    """The stage-1 student as a plain EncDecCTCModelBPE, keeping its first `n_layers` Conformer layers.
+
+    `decoder_init`: "stage1" starts the CTC head from the stage-1 head (it learned the teacher's
+    outputs), "fresh" from random weights.
+    """
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    if isinstance(stage1, (str, Path)):
+        stage1 = load_stage1(stage1)
+    depth = len(stage1.encoder.layers)
+    n_layers = depth if n_layers is None else int(n_layers)
+    if not 1 <= n_layers <= depth:
+        raise StudentError(f"depth {n_layers} is not possible: the stage-1 student has {depth} layers (1..{depth})")
+    if decoder_init not in ("stage1", "fresh"):
+        raise StudentError(f"decoder_init={decoder_init!r}: choose stage1 or fresh")
+    tok_dir = export_tokenizer(stage1, tokenizer_dir or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+    encoder_cfg = copy.deepcopy(stage1.cfg.encoder)
+    encoder_cfg.n_layers = n_layers
+    student = EncDecCTCModelBPE(_plain_ctc_config(stage1.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
+
+    kept = {k: v for k, v in stage1.encoder.state_dict().items()
+            if not k.startswith("layers.") or int(k.split(".")[1]) < n_layers}  # fmt: skip
+    missing, unexpected = student.encoder.load_state_dict(kept, strict=False)
+    if missing or unexpected:
+        raise StudentError(f"encoder weights do not fit the cut student: missing {missing}, unexpected {unexpected}")
+    if decoder_init == "stage1":
+        student.decoder.load_state_dict(stage1.decoder.state_dict())
+    logging.info(f"student: {n_layers}/{depth} stage-1 layers, decoder from {decoder_init}, "
+                 f"{sum(p.numel() for p in student.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
+    return student
+
+
+def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | None = None, trainer=None,
+                         tokenizer_dir: str | Path | None = None):  # fmt: skip
+    """The same kind of student with random weights: the teacher's preprocessor and tokenizer only."""
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    from nemo_encrl.teacher import load_ctc_model
+
+    if isinstance(teacher, (str, Path)):
+        teacher = load_ctc_model(path=teacher)
+    tok_dir = export_tokenizer(teacher, tokenizer_dir or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+    encoder = copy.deepcopy(encoder)
+    with open_dict(encoder):
+        encoder.feat_in = teacher.cfg.preprocessor.features
+    return EncDecCTCModelBPE(_plain_ctc_config(teacher.cfg, encoder, tok_dir, train_cfg), trainer=trainer)

@@ -1,0 +1,129 @@
+"""Stage 2: plain NeMo CTC students cut from a stage-1 run, finetuned; scratch baseline; ONNX export;
+and the proof that stock NeMo uses them without nemo_encrl."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+
+from nemo_encrl.student import StudentError, load_stage1, student_from_stage1
+
+pytestmark = pytest.mark.slow
+
+
+def test_students_of_each_depth(tiny_students, tiny_encrl_nemo):
+    from nemo.collections.asr.models import ASRModel, EncDecCTCModelBPE
+
+    assert sorted(tiny_students) == [1, 2]
+    stage1 = load_stage1(tiny_encrl_nemo)
+    for depth, result in tiny_students.items():
+        model = ASRModel.restore_from(result["nemo"], map_location="cpu")
+        assert type(model) is EncDecCTCModelBPE
+        assert len(model.encoder.layers) == depth
+        assert model.tokenizer.vocab_size == stage1.tokenizer.vocab_size
+        assert model.cfg.preprocessor == stage1.cfg.preprocessor
+        assert "teacher" not in model.cfg and "nemo_encrl" not in str(model.cfg)
+    summary = json.loads((Path(tiny_students[2]["nemo"]).parent / "summary_stage1.json").read_text())
+    assert set(summary) == {"1", "2"} and summary["2"]["train_seconds"] > 0
+
+
+def test_cut_keeps_stage1_weights(tiny_encrl_nemo):
+    stage1 = load_stage1(tiny_encrl_nemo)
+    student = student_from_stage1(stage1, n_layers=1)
+    for key, value in student.encoder.state_dict().items():
+        assert torch.equal(value, stage1.encoder.state_dict()[key]), key
+    assert torch.equal(student.decoder.decoder_layers[0].weight, stage1.decoder.decoder_layers[0].weight)
+    fresh = student_from_stage1(stage1, n_layers=2, decoder_init="fresh")
+    assert not torch.equal(fresh.decoder.decoder_layers[0].weight, stage1.decoder.decoder_layers[0].weight)
+    # the full-depth student computes exactly what the stage-1 student computed
+    full = student_from_stage1(stage1).eval()
+    stage1.eval()
+    signal = torch.randn(1, 16000)
+    with torch.no_grad():
+        a = full(input_signal=signal, input_signal_length=torch.tensor([16000]))[0]
+        b = stage1(input_signal=signal, input_signal_length=torch.tensor([16000]))[0]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_scratch_baseline_same_code_path(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    from conftest import tiny_finetune_overrides
+    from nemo.collections.asr.models import ASRModel
+
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import finetune_students
+
+    cfg = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, tmp_path, "scratch", None, tiny_ctc_nemo)
+                      + ["init.depths=[2]"])  # fmt: skip
+    result = finetune_students(cfg)
+    model = ASRModel.restore_from(result[2]["nemo"], map_location="cpu")
+    assert len(model.encoder.layers) == 2 and model.cfg.encoder.d_model == 24
+    assert Path(result[2]["nemo"]).name == "student_scratch_L2.nemo"
+
+
+STOCK = """
+import sys
+from nemo.collections.asr.models import ASRModel
+model = ASRModel.restore_from(sys.argv[1], map_location="cpu")
+hyp = model.transcribe([sys.argv[2]], verbose=False)[0]
+model.export(sys.argv[3])
+assert not any(name.startswith("nemo_encrl") for name in sys.modules), "nemo_encrl was imported"
+print("OK", type(model).__name__, repr(hyp.text))
+"""
+
+
+def test_stock_nemo_restores_transcribes_exports_without_plugin(tiny_students, tiny_corpus, tmp_path):
+    wav = json.loads((tiny_corpus / "test_manifest.json").read_text().splitlines()[0])["audio_filepath"]
+    onnx = tmp_path / "student.onnx"
+    proc = subprocess.run([sys.executable, "-c", STOCK, tiny_students[2]["nemo"], wav, str(onnx)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK EncDecCTCModelBPE" in proc.stdout
+    assert onnx.stat().st_size > 10_000
+
+
+def test_onnx_matches_pytorch(tiny_students, tiny_corpus, tmp_path, capsys):
+    from nemo_encrl.cli import main
+
+    wav = json.loads((tiny_corpus / "test_manifest.json").read_text().splitlines()[0])["audio_filepath"]
+    assert main(["export", tiny_students[2]["nemo"], str(tmp_path / "s.onnx"), "--check", wav]) == 0
+    out = capsys.readouterr().out
+    diff = float(out.split("max |diff| ")[1].split()[0])
+    assert diff < 1e-3, out  # onnxruntime vs PyTorch log-probs, fp32 on CPU
+    assert "same greedy tokens: True" in out
+
+
+def test_bad_stage2_inputs(tiny_ctc_nemo, tiny_encrl_nemo, tmp_path):
+    with pytest.raises(StudentError, match="is not an EncRL stage-1 model: it holds a .*EncDecCTCModelBPE"):
+        load_stage1(tiny_ctc_nemo)
+    with pytest.raises(StudentError, match="does not exist"):
+        load_stage1(tmp_path / "none.nemo")
+    with pytest.raises(StudentError, match="depth 5 is not possible: the stage-1 student has 2 layers"):
+        student_from_stage1(tiny_encrl_nemo, n_layers=5)
+    with pytest.raises(StudentError, match="decoder_init='random'"):
+        student_from_stage1(tiny_encrl_nemo, n_layers=1, decoder_init="random")
+
+
+def test_missing_tokenizer_is_named(tiny_encrl_nemo, monkeypatch):
+    import nemo_encrl.student as student_mod
+
+    stage1 = load_stage1(tiny_encrl_nemo)
+    monkeypatch.setattr(type(stage1), "_extract_tokenizer_from_config", lambda self, cfg, d: None)
+    with pytest.raises(StudentError, match="no tokenizer.model could be extracted"):
+        student_mod.student_from_stage1(stage1, n_layers=1)
+
+
+def test_finetune_depth_too_large_fails_before_training(tiny_encrl_nemo, tiny_corpus, tmp_path):
+    from conftest import tiny_finetune_overrides
+
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import finetune_students
+
+    cfg = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, tmp_path, "stage1", tiny_encrl_nemo, None)
+                      + ["init.depths=[2,7]"])  # fmt: skip
+    with pytest.raises(StudentError, match=r"init.depths \[7\] not possible: the stage-1 student has 2 layers"):
+        finetune_students(cfg)
+    assert not (tmp_path / "students").exists()
