@@ -7,7 +7,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 from nemo_encrl.config import CONF_DIR, REPO_ROOT
@@ -96,46 +95,9 @@ def _evaluate(args) -> dict:
 
 
 def _demo(args) -> dict:
-    """Corpus -> teacher (shipped, or re-trained on a time budget) -> teacher WER on the test split."""
-    from nemo_encrl.config import load_config
-    from nemo_encrl.data.corpus import build_corpus, load_profile
-    from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
-    from nemo_encrl.teacher import load_ctc_model
-    from nemo_encrl.training import fit_ctc_bpe
+    from nemo_encrl.pipeline import run_demo
 
-    start = time.time()
-    out = Path(args.out)
-    profile = load_profile(args.profile, CONF_DIR)
-    corpus_dir = Path("data/corpus") / profile.name
-    log.info("[1/3] corpus '%s' -> %s", profile.name, corpus_dir)
-    build_corpus(profile, corpus_dir, num_workers=args.workers)
-
-    teacher_path = Path(args.teacher)
-    if args.retrain_teacher or not teacher_path.exists():
-        why = "--retrain-teacher" if args.retrain_teacher else f"{teacher_path} not found"
-        log.info("[2/3] training a teacher (%s), budget %s", why, args.teacher_budget)
-        cfg = load_config("teacher", "conformer_ctc_bpe_demo", [
-            f"model.train_ds.manifest_filepath={corpus_dir}/train_manifest.json",
-            f"model.validation_ds.manifest_filepath={corpus_dir}/dev_manifest.json",
-            f"model.test_ds.manifest_filepath={corpus_dir}/test_manifest.json",
-            f"model.tokenizer.dir={out}/tokenizer",
-            f"exp_manager.exp_dir={out}/teacher_runs",
-            f"+trainer.max_time={args.teacher_budget}",
-            f"output_nemo={out}/teacher.nemo",
-            *args.teacher_overrides,
-        ])  # fmt: skip
-        teacher_path = fit_ctc_bpe(cfg)
-    else:
-        log.info("[2/3] reusing teacher %s (--retrain-teacher trains a new one)", teacher_path)
-    teacher = load_ctc_model(path=teacher_path)
-
-    log.info("[3/3] evaluating the teacher on %s/test_manifest.json", corpus_dir)
-    report = evaluate_manifest(teacher, corpus_dir / "test_manifest.json")
-    report["teacher"] = str(teacher_path)
-    write_report(report, out / "teacher_test.json")
-    print(format_report(report, f"teacher {teacher_path.name} on {profile.name}/test"))
-    print(f"demo finished in {time.time() - start:.0f} s; report in {out / 'teacher_test.json'}")
-    return report
+    return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain-teacher", action="store_true", help="train a new teacher on the profile's train split")
     p.add_argument("--teacher-budget", default="00:00:10:00", help="wall-clock limit for --retrain-teacher (DD:HH:MM:SS)")
     p.add_argument("--teacher-overrides", nargs="*", default=[], help="overrides for the teacher config")
+    p.add_argument("--teacher-only", action="store_true", help="stop after scoring the teacher")
+    p.add_argument("--depths", type=int, nargs="+", default=[6, 3], help="student depths cut from the stage-1 student")
+    p.add_argument("--stage1-minutes", type=float, default=3.0, help="wall-clock of EncRL stage 1")
+    p.add_argument("--stage2-minutes", type=float, default=2.5, help="wall-clock of CTC finetuning, per depth")
+    p.add_argument("--stage1-overrides", nargs="*", default=[], help="overrides for conf/encrl/encrl_clip_mse.yaml")
+    p.add_argument("--stage2-overrides", nargs="*", default=[], help="overrides for conf/finetune/ctc_finetune.yaml")
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--workers", type=int, default=2)
     p.set_defaults(func=_demo)
@@ -200,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[nemo-encrl %(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    log.setLevel(logging.INFO)
     try:
         args.func(args)
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:

@@ -33,6 +33,7 @@ def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
 
 def finetune_students(cfg: DictConfig) -> dict[int, dict]:
     """Train one student per depth; returns {depth: {"nemo": path, "train_seconds": s}}, also in summary.json."""
+    cfg = copy.deepcopy(cfg)
     init = cfg.init
     source = init.get("from", "stage1")
     if source not in ("stage1", "scratch"):
@@ -52,6 +53,14 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
     else:
         if not init.get("teacher"):
             raise StudentError("init.teacher is not set: scratch students take the teacher's tokenizer and preprocessor")
+        architecture = init.get("architecture", "config")
+        if architecture == "stage1":  # the stage-1 student's architecture, with fresh weights
+            if not init.get("stage1"):
+                raise StudentError("init.architecture=stage1 needs init.stage1 (whose student architecture to train)")
+            with open_dict(cfg):
+                cfg.model.encoder = copy.deepcopy(load_stage1(init.stage1).cfg.encoder)
+        elif architecture != "config":
+            raise StudentError(f"init.architecture={architecture!r}: choose config (model.encoder) or stage1")
         if cfg.model.get("encoder") is None:
             raise StudentError("init.from=scratch needs model.encoder: the student architecture to train")
 

@@ -1,4 +1,5 @@
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -51,12 +52,30 @@ def test_evaluate_command_writes_json(tiny_ctc_nemo, tiny_corpus, tmp_path, caps
 
 
 @pytest.mark.slow
-def test_demo_reuses_given_teacher(tiny_ctc_nemo, tmp_path, monkeypatch, capsys):
+def test_demo_pipeline_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeypatch, capsys, caplog):
+    """corpus -> teacher -> stage 1 -> stage 2 at two depths -> scratch on the same budget -> table."""
+    from conftest import TINY_STUDENT_OVERRIDES
+
     monkeypatch.chdir(tmp_path)
-    assert main(["demo", "--profile", "tiny", "--teacher", str(tiny_ctc_nemo), "--out", "out"]) == 0
+    argv = ["demo", "--profile", "tiny", "--teacher", str(tiny_ctc_nemo), "--out", "out", "--depths", "2", "1",
+            "--stage1-minutes", "0.2", "--stage2-minutes", "0.2",
+            "--stage1-overrides", *TINY_STUDENT_OVERRIDES, "--stage2-overrides", *TINY_STUDENT_OVERRIDES]  # fmt: skip
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "teacher tiny_ctc.nemo on tiny/test: WER" in out
-    assert json.loads((tmp_path / "out" / "teacher_test.json").read_text())["utterances"] == 12
+    table = (tmp_path / "out" / "results.md").read_text()
+    for name in ("teacher", "encrl_L2", "scratch_L2", "encrl_L1", "scratch_L1"):
+        assert f"| {name} |" in table and f"| {name} |" in out
+    rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
+    assert rows["teacher"]["utterances"] == 12
+    # scratch got EncRL's total wall-clock (stage 1 + its stage 2) as its budget, and no more than that
+    assert rows["scratch_L2"]["parameters"] == rows["encrl_L2"]["parameters"]
+    assert rows["scratch_L1"]["parameters"] < rows["scratch_L2"]["parameters"]
+    assert rows["scratch_L2"]["train_seconds"] <= rows["encrl_L2"]["train_seconds"] + 60
+    # a second run reuses every finished step
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="nemo_encrl")
+    assert main(argv) == 0
+    assert caplog.text.count("reusing") >= 5
 
 
 @pytest.mark.slow
@@ -64,7 +83,8 @@ def test_demo_retrains_teacher_on_request(tmp_path, monkeypatch, capsys):
     from conftest import TINY_MODEL_OVERRIDES
 
     monkeypatch.chdir(tmp_path)
-    argv = ["demo", "--profile", "tiny", "--retrain-teacher", "--out", "out", "--teacher-overrides", *TINY_MODEL_OVERRIDES]
+    argv = ["demo", "--profile", "tiny", "--retrain-teacher", "--teacher-only", "--out", "out",
+            "--teacher-overrides", *TINY_MODEL_OVERRIDES]  # fmt: skip
     assert main(argv) == 0
     assert (tmp_path / "out" / "teacher.nemo").exists()
-    assert "teacher teacher.nemo on tiny/test: WER" in capsys.readouterr().out
+    assert "| teacher |" in capsys.readouterr().out
