@@ -57,7 +57,12 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     import lightning.pytorch as pl
     from nemo.utils.exp_manager import exp_manager
 
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    callbacks = []
+    if cfg.get("learning_curve"):  # dev metrics + wall-clock after every validation, as JSON
+        from nemo_encrl.callbacks import LearningCurve
+
+        callbacks.append(LearningCurve(cfg.learning_curve))
+    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks)
     exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
     model = build_model(cfg.model, trainer)
     # NeMo's init_from_nemo_model / init_from_pretrained_model / init_from_ptl_ckpt, e.g. to continue

@@ -33,6 +33,7 @@ TINY_MODEL_OVERRIDES = [
     "model.train_ds.num_workers=0",
     "model.validation_ds.num_workers=0",
     "trainer.max_steps=3",
+    "trainer.val_check_interval=3",
     "trainer.log_every_n_steps=1",
     "trainer.enable_progress_bar=false",
     "exp_manager.create_tensorboard_logger=false",
@@ -47,6 +48,7 @@ def tiny_ctc_overrides(corpus: Path, work: Path) -> list[str]:
         f"model.tokenizer.dir={work}/tokenizer",
         f"exp_manager.exp_dir={work}/runs",
         f"output_nemo={work}/tiny_ctc.nemo",
+        f"learning_curve={work}/curve.json",
         *TINY_MODEL_OVERRIDES,
     ]
 

@@ -4,9 +4,9 @@ import sys
 SCRIPT = """
 from nemo.core.classes import common
 before = list(common.ALLOWED_TARGET_PREFIXES)
-assert not common._is_target_allowed("nemo_encrl.teacher.load_ctc_model")
+assert not common._is_target_allowed("nemo_encrl.models.encrl_model.EncRLModel")
 import nemo_encrl
-assert common._is_target_allowed("nemo_encrl.teacher.load_ctc_model")
+assert common._is_target_allowed("nemo_encrl.models.encrl_model.EncRLModel")
 assert set(common.ALLOWED_TARGET_PREFIXES) - set(before) == {"nemo_encrl."}
 assert set(before) <= set(common.ALLOWED_TARGET_PREFIXES)
 nemo_encrl.allow_plugin_targets()

@@ -24,6 +24,10 @@ def test_recipe_trains_saves_and_restores(tiny_ctc_nemo: Path, tiny_corpus: Path
     assert model.cfg.encoder.d_model == 32 and model.cfg.encoder.subsampling_factor == 4
     # exp_manager wrote a resumable checkpoint
     assert list(tiny_ctc_nemo.parent.glob("runs/*/checkpoints/*last.ckpt"))
+    # and the learning curve has the dev WER with the wall-clock it took to get there
+    curve = json.loads((tiny_ctc_nemo.parent / "curve.json").read_text())
+    assert curve and {"epoch", "step", "wall_seconds", "val_wer"} <= curve[0].keys()
+    assert curve[-1]["step"] <= 3 and curve[-1]["wall_seconds"] > 0
 
 
 def test_resume_continues_from_checkpoint(tiny_ctc_nemo: Path, tiny_corpus: Path, caplog):
