@@ -119,20 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--parts", nargs="*", help="splits to prepare (default: all found)")
         p.set_defaults(func=_prepare)
 
-    p = sub.add_parser("teacher", help="train the demo teacher (NeMo Conformer-CTC BPE) from conf/teacher/")
-    p.add_argument("--config", default="conformer_ctc_bpe_demo", help="name in conf/teacher/ or a YAML path")
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. trainer.max_steps=100")
-    p.set_defaults(func=_teacher)
+    training = (
+        ("teacher", _teacher, "teacher", "conformer_ctc_bpe_demo", "train the demo teacher (NeMo Conformer-CTC BPE)",
+         "trainer.max_steps=100"),
+        ("distill", _distill, "encrl", "encrl_clip_mse", "EncRL stage 1: align a small student with a frozen teacher",
+         "model.teacher.path=teacher.nemo"),
+        ("finetune", _finetune, "finetune", "ctc_finetune", "EncRL stage 2: plain CTC students of several depths",
+         "init.stage1=stage1.nemo 'init.depths=[6,4]'"),
+    )  # fmt: skip
+    for name, func, group, default, what, example in training:
+        p = sub.add_parser(name, help=f"{what} (conf/{group}/)")
+        p.add_argument("--config", default=default, help=f"name in conf/{group}/ or a YAML path")
+        p.add_argument("overrides", nargs="*", help=f"Hydra-style overrides, e.g. {example}")
+        p.set_defaults(func=func)
 
-    p = sub.add_parser("distill", help="EncRL stage 1: align a small student with a frozen teacher (conf/encrl/)")
-    p.add_argument("--config", default="encrl_clip_mse", help="name in conf/encrl/ or a YAML path")
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. model.teacher.path=teacher.nemo")
-    p.set_defaults(func=_distill)
 
-    p = sub.add_parser("finetune", help="EncRL stage 2: plain CTC students of several depths (conf/finetune/)")
-    p.add_argument("--config", default="ctc_finetune", help="name in conf/finetune/ or a YAML path")
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. init.stage1=stage1.nemo 'init.depths=[6,4]'")
-    p.set_defaults(func=_finetune)
 
     p = sub.add_parser("export", help="ONNX export of a CTC .nemo with NeMo's exporter, checked in onnxruntime")
     p.add_argument("model", type=Path, help=".nemo file (a plain NeMo CTC model)")

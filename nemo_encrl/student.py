@@ -16,24 +16,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo.utils import logging
 
+from nemo_encrl.tokenizer import export_tokenizer
+
 # config sections of a plain CTC-BPE model that the student keeps from its source
 _DATA_SECTIONS = ("train_ds", "validation_ds", "test_ds")
 
 
 class StudentError(ValueError):
     pass
-
-
-def export_tokenizer(model, directory: str | Path) -> Path:
-    """A BPE model's tokenizer files into `directory` (restored or freshly built models alike)."""
-    directory = Path(directory)
-    tok_cfg = copy.deepcopy(model.cfg.tokenizer)
-    with open_dict(tok_cfg):
-        tok_cfg.pop("dir", None)  # an existing local `dir` makes NeMo copy a directory as if it were a file
-    model._extract_tokenizer_from_config(tok_cfg, str(directory))
-    if not (directory / "tokenizer.model").exists():
-        raise StudentError(f"no tokenizer.model could be extracted from {type(model).__name__} into {directory}")
-    return directory
 
 
 def load_stage1(path: str | Path):
@@ -59,6 +49,13 @@ def load_stage1(path: str | Path):
     if not str(target).endswith("EncRLModel"):
         raise StudentError(f"{path} is not an EncRL stage-1 model: it holds a {target or 'model without target'}")
     return EncRLModel.restore_from(str(path), map_location="cpu")
+
+
+def _tokenizer_of(model, directory: str | Path | None) -> Path:
+    try:
+        return export_tokenizer(model, directory or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+    except FileNotFoundError as e:
+        raise StudentError(str(e)) from e
 
 
 def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir: Path, train_cfg: DictConfig | None):
@@ -105,7 +102,7 @@ def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str =
         raise StudentError(f"depth {n_layers} is not possible: the stage-1 student has {depth} layers (1..{depth})")
     if decoder_init not in ("stage1", "fresh"):
         raise StudentError(f"decoder_init={decoder_init!r}: choose stage1 or fresh")
-    tok_dir = export_tokenizer(stage1, tokenizer_dir or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+    tok_dir = _tokenizer_of(stage1, tokenizer_dir)
     encoder_cfg = copy.deepcopy(stage1.cfg.encoder)
     encoder_cfg.n_layers = n_layers
     student = EncDecCTCModelBPE(_plain_ctc_config(stage1.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
@@ -131,7 +128,7 @@ def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | N
 
     if isinstance(teacher, (str, Path)):
         teacher = load_ctc_model(path=teacher)
-    tok_dir = export_tokenizer(teacher, tokenizer_dir or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+    tok_dir = _tokenizer_of(teacher, tokenizer_dir)
     encoder = copy.deepcopy(encoder)
     with open_dict(encoder):
         encoder.feat_in = teacher.cfg.preprocessor.features

@@ -36,6 +36,23 @@ def train_bpe_tokenizer(manifests: list[str | Path], out_dir: str | Path, vocab_
     return out_dir
 
 
+def export_tokenizer(model, directory: str | Path) -> Path:
+    """A NeMo BPE model's tokenizer files (tokenizer.model, vocab.txt, ...) into `directory`, for restored
+    and freshly built models alike."""
+    import copy
+
+    from omegaconf import open_dict
+
+    directory = Path(directory)
+    tok_cfg = copy.deepcopy(model.cfg.tokenizer)
+    with open_dict(tok_cfg):
+        tok_cfg.pop("dir", None)  # an existing local `dir` makes NeMo copy a directory as if it were a file
+    model._extract_tokenizer_from_config(tok_cfg, str(directory))
+    if not (directory / "tokenizer.model").exists():
+        raise FileNotFoundError(f"no tokenizer.model could be extracted from {type(model).__name__} into {directory}")
+    return directory
+
+
 def ctc_frames(duration: float, window_stride: float, subsampling_factor: int) -> int:
     return math.ceil(math.ceil(duration / window_stride) / subsampling_factor)
 

@@ -40,13 +40,20 @@ TINY_MODEL_OVERRIDES = [
 ]
 
 
-def tiny_ctc_overrides(corpus: Path, work: Path) -> list[str]:
+def tiny_run(corpus: Path, work: Path) -> list[str]:
+    """Tiny-corpus data and a private exp_manager folder: the overrides every tiny run shares."""
     return [
         f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
         f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
+        f"exp_manager.exp_dir={work}/runs",
+    ]
+
+
+def tiny_ctc_overrides(corpus: Path, work: Path) -> list[str]:
+    return [
+        *tiny_run(corpus, work),
         f"model.test_ds.manifest_filepath={corpus}/test_manifest.json",
         f"model.tokenizer.dir={work}/tokenizer",
-        f"exp_manager.exp_dir={work}/runs",
         f"output_nemo={work}/tiny_ctc.nemo",
         f"learning_curve={work}/curve.json",
         *TINY_MODEL_OVERRIDES,
@@ -83,10 +90,8 @@ TINY_STUDENT_OVERRIDES = [
 def tiny_encrl_overrides(teacher: Path, corpus: Path, work: Path) -> list[str]:
     return [
         f"model.teacher.path={teacher}",
-        f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
-        f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
         f"model.tokenizer_dir={work}/tokenizer",
-        f"exp_manager.exp_dir={work}/runs",
+        *tiny_run(corpus, work),
         f"output_nemo={work}/stage1.nemo",
         *TINY_STUDENT_OVERRIDES,
     ]
@@ -108,9 +113,7 @@ def tiny_finetune_overrides(corpus: Path, work: Path, source: str, stage1: Path 
         f"init.teacher={teacher}" if teacher else "init.teacher=null",
         "init.depths=[2,1]",
         f"output_dir={work}/students",
-        f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
-        f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
-        f"exp_manager.exp_dir={work}/runs",
+        *tiny_run(corpus, work),
         *TINY_STUDENT_OVERRIDES,
     ]
 

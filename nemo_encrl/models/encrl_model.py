@@ -24,6 +24,7 @@ from nemo.utils import logging, model_utils
 
 from nemo_encrl.losses import ctc_kl_loss, frame_clip_loss, masked_mse, utterance_clip_loss
 from nemo_encrl.modules import TeacherWrapper
+from nemo_encrl.tokenizer import export_tokenizer
 
 __all__ = ["EncRLModel", "EncRLConfigError"]
 
@@ -45,17 +46,6 @@ def _teacher_summary(teacher) -> DictConfig:
         "encoder": OmegaConf.to_container(teacher.cfg.encoder),
         "decoder": OmegaConf.to_container(teacher.cfg.decoder),
     })  # fmt: skip
-
-
-def _export_teacher_tokenizer(teacher, directory: Path) -> Path:
-    """The teacher's tokenizer files (tokenizer.model, vocab.txt, ...) into `directory`."""
-    tok_cfg = copy.deepcopy(teacher.cfg.tokenizer)
-    with open_dict(tok_cfg):
-        tok_cfg.pop("dir", None)  # an existing local `dir` makes NeMo try to copy a directory as a file
-    teacher._extract_tokenizer_from_config(tok_cfg, str(directory))
-    if not (directory / "tokenizer.model").exists():
-        raise EncRLConfigError(f"the teacher's tokenizer could not be extracted into {directory}")
-    return directory
 
 
 def derive_config(cfg: DictConfig, teacher) -> DictConfig:
@@ -82,7 +72,10 @@ def derive_config(cfg: DictConfig, teacher) -> DictConfig:
         cfg.sample_rate = teacher.cfg.sample_rate
         cfg.encoder.feat_in = t_pre.features
         tok_dir = Path(cfg.get("tokenizer_dir") or tempfile.mkdtemp(prefix="encrl_tokenizer_"))
-        cfg.tokenizer = {"dir": str(_export_teacher_tokenizer(teacher, tok_dir)), "type": "bpe"}
+        try:
+            cfg.tokenizer = {"dir": str(export_tokenizer(teacher, tok_dir)), "type": "bpe"}
+        except FileNotFoundError as e:
+            raise EncRLConfigError(f"the teacher's tokenizer: {e}") from e
         cfg.decoder = {"_target_": "nemo.collections.asr.modules.ConvASRDecoder", "feat_in": None,
                        "num_classes": -1, "vocabulary": []}  # fmt: skip
         cfg.teacher.model = _teacher_summary(teacher)
