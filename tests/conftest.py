@@ -20,6 +20,18 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return out
 
 
+# every tiny training: 3 steps of small batches, no worker processes, no TensorBoard
+TINY_TRAINING = [
+    "model.optim.sched.warmup_steps=2",
+    "model.train_ds.batch_duration=40",
+    "model.train_ds.num_workers=0",
+    "model.validation_ds.num_workers=0",
+    "trainer.max_steps=3",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+    "exp_manager.create_tensorboard_logger=false",
+]
+
 # the demo teacher recipe shrunk to seconds: same code path, tiny widths and steps
 TINY_MODEL_OVERRIDES = [
     "tokenizer_training.vocab_size=40",
@@ -28,15 +40,8 @@ TINY_MODEL_OVERRIDES = [
     "model.encoder.n_layers=2",
     "model.encoder.n_heads=2",
     "model.encoder.conv_kernel_size=7",
-    "model.optim.sched.warmup_steps=2",
-    "model.train_ds.batch_duration=40",
-    "model.train_ds.num_workers=0",
-    "model.validation_ds.num_workers=0",
-    "trainer.max_steps=3",
+    *TINY_TRAINING,
     "trainer.val_check_interval=3",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "exp_manager.create_tensorboard_logger=false",
 ]
 
 
@@ -76,14 +81,7 @@ TINY_STUDENT_OVERRIDES = [
     "model.encoder.n_layers=2",
     "model.encoder.n_heads=2",
     "model.encoder.conv_kernel_size=7",
-    "model.optim.sched.warmup_steps=2",
-    "model.train_ds.batch_duration=40",
-    "model.train_ds.num_workers=0",
-    "model.validation_ds.num_workers=0",
-    "trainer.max_steps=3",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-    "exp_manager.create_tensorboard_logger=false",
+    *TINY_TRAINING,
 ]
 
 
