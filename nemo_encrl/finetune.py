@@ -2,7 +2,9 @@
 
 `init.from: stage1` cuts the stage-1 student to every depth in `init.depths` (its first k layers) and
 finetunes each; `init.from: scratch` trains the same architecture from random weights with the
-teacher's tokenizer and preprocessor: the baseline, through the very same code path.
+teacher's tokenizer and preprocessor: the baseline, through the very same code path. The pruning
+baselines go the same way: `init.from: teacher` keeps the teacher's first k layers (whole-layer
+pruning), and `init.prune_l1` additionally applies torch's L1-unstructured pruning.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo.utils import logging
 
-from nemo_encrl.student import StudentError, load_stage1, student_from_scratch, student_from_stage1
+from nemo_encrl.pruning import MakePruningPermanent, l1_prune
+from nemo_encrl.student import StudentError, cut_to_depth, load_stage1, student_from_scratch, student_from_stage1
+from nemo_encrl.teacher import load_ctc_model
 from nemo_encrl.training import check_data, run_training
 
 
@@ -36,8 +40,8 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
     cfg = copy.deepcopy(cfg)
     init = cfg.init
     source = init.get("from", "stage1")
-    if source not in ("stage1", "scratch"):
-        raise StudentError(f"init.from={source!r}: choose stage1 or scratch")
+    if source not in ("stage1", "scratch", "teacher"):
+        raise StudentError(f"init.from={source!r}: choose stage1, scratch or teacher")
     depths = [int(d) for d in init.depths]
     if not depths:
         raise StudentError("init.depths is empty: list the student depths to train, e.g. [6, 4, 2]")
@@ -50,6 +54,14 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         too_deep = [d for d in depths if not 1 <= d <= depth]
         if too_deep:
             raise StudentError(f"init.depths {too_deep} not possible: the stage-1 student has {depth} layers")
+    elif source == "teacher":
+        if not init.get("teacher"):
+            raise StudentError("init.from=teacher needs init.teacher: the model whose layers are kept")
+        teacher = load_ctc_model(path=init.teacher)
+        depth = len(teacher.encoder.layers)
+        too_deep = [d for d in depths if not 1 <= d <= depth]
+        if too_deep:
+            raise StudentError(f"init.depths {too_deep} not possible: the teacher has {depth} layers")
     else:
         if not init.get("teacher"):
             raise StudentError("init.teacher is not set: scratch students take the teacher's tokenizer and preprocessor")
@@ -71,6 +83,13 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         if source == "stage1":
             def build(model_cfg, trainer, depth=depth):
                 return student_from_stage1(stage1, depth, init.get("decoder", "stage1"), model_cfg, trainer)
+        elif source == "teacher":
+            def build(model_cfg, trainer, depth=depth):
+                model = cut_to_depth(teacher, depth, init.get("decoder", "stage1"), model_cfg, trainer, what="teacher")
+                if init.get("prune_l1"):  # masks stay on while finetuning; folded in before the .nemo is saved
+                    l1_prune(model, float(init.prune_l1))
+                    trainer.callbacks.append(MakePruningPermanent())
+                return model
         else:
             def build(model_cfg, trainer, depth=depth):
                 encoder = copy.deepcopy(model_cfg.encoder)

@@ -85,38 +85,44 @@ def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir
     return cfg
 
 
-def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str = "stage1",
-                        train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None):  # fmt: skip
-    """The stage-1 student as a plain EncDecCTCModelBPE, keeping its first `n_layers` Conformer layers.
+def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage1", train_cfg: DictConfig | None = None,
+                 trainer=None, tokenizer_dir: str | Path | None = None, what: str = "source model"):  # fmt: skip
+    """A plain EncDecCTCModelBPE keeping the first `n_layers` Conformer layers of any CTC-BPE `source`
+    (a stage-1 EncRL model, or a teacher: whole-layer pruning), its preprocessor and tokenizer.
 
-    `decoder_init`: "stage1" starts the CTC head from the stage-1 head (it learned the teacher's
-    outputs), "fresh" from random weights.
+    `decoder_init`: "stage1" keeps the source's CTC head, "fresh" starts it from random weights.
     """
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
-    if isinstance(stage1, (str, Path)):
-        stage1 = load_stage1(stage1)
-    depth = len(stage1.encoder.layers)
+    depth = len(source.encoder.layers)
     n_layers = depth if n_layers is None else int(n_layers)
     if not 1 <= n_layers <= depth:
-        raise StudentError(f"depth {n_layers} is not possible: the stage-1 student has {depth} layers (1..{depth})")
+        raise StudentError(f"depth {n_layers} is not possible: the {what} has {depth} layers (1..{depth})")
     if decoder_init not in ("stage1", "fresh"):
         raise StudentError(f"decoder_init={decoder_init!r}: choose stage1 or fresh")
-    tok_dir = _tokenizer_of(stage1, tokenizer_dir)
-    encoder_cfg = copy.deepcopy(stage1.cfg.encoder)
+    tok_dir = _tokenizer_of(source, tokenizer_dir)
+    encoder_cfg = copy.deepcopy(source.cfg.encoder)
     encoder_cfg.n_layers = n_layers
-    student = EncDecCTCModelBPE(_plain_ctc_config(stage1.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
+    student = EncDecCTCModelBPE(_plain_ctc_config(source.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
 
-    kept = {k: v for k, v in stage1.encoder.state_dict().items()
+    kept = {k: v for k, v in source.encoder.state_dict().items()
             if not k.startswith("layers.") or int(k.split(".")[1]) < n_layers}  # fmt: skip
     missing, unexpected = student.encoder.load_state_dict(kept, strict=False)
     if missing or unexpected:
         raise StudentError(f"encoder weights do not fit the cut student: missing {missing}, unexpected {unexpected}")
     if decoder_init == "stage1":
-        student.decoder.load_state_dict(stage1.decoder.state_dict())
-    logging.info(f"student: {n_layers}/{depth} stage-1 layers, decoder from {decoder_init}, "
+        student.decoder.load_state_dict(source.decoder.state_dict())
+    logging.info(f"student: {n_layers}/{depth} layers of the {what}, decoder {decoder_init}, "
                  f"{sum(p.numel() for p in student.parameters()) / 1e6:.2f}M parameters")  # fmt: skip
     return student
+
+
+def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str = "stage1",
+                        train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None):  # fmt: skip
+    """The stage-1 student (model or file) as a plain EncDecCTCModelBPE, cut to its first `n_layers`."""
+    if isinstance(stage1, (str, Path)):
+        stage1 = load_stage1(stage1)
+    return cut_to_depth(stage1, n_layers, decoder_init, train_cfg, trainer, tokenizer_dir, what="stage-1 student")
 
 
 def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | None = None, trainer=None,

@@ -127,3 +127,27 @@ def test_finetune_depth_too_large_fails_before_training(tiny_encrl_nemo, tiny_co
     with pytest.raises(StudentError, match=r"init.depths \[7\] not possible: the stage-1 student has 2 layers"):
         finetune_students(cfg)
     assert not (tmp_path / "students").exists()
+
+
+def test_pruning_baselines_same_code_path(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """init.from=teacher keeps the teacher's first layers; prune_l1 zeroes ~that fraction of attention/FF
+    weights during finetuning and saves plain (mask-free) weights."""
+    from conftest import tiny_finetune_overrides
+    from nemo.collections.asr.models import ASRModel
+
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import finetune_students
+
+    base = tiny_finetune_overrides(tiny_corpus, tmp_path, "teacher", None, tiny_ctc_nemo)
+    layers = finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[1]"]))
+    cut = ASRModel.restore_from(layers[1]["nemo"], map_location="cpu")
+    assert len(cut.encoder.layers) == 1 and cut.cfg.encoder.d_model == 32  # the teacher's width
+
+    l1 = finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[2]", "init.prune_l1=0.5",
+                                                                        f"output_dir={tmp_path}/l1"]))  # fmt: skip
+    pruned = ASRModel.restore_from(l1[2]["nemo"], map_location="cpu")
+    w = pruned.encoder.layers[0].feed_forward1.linear1.weight
+    assert 0.45 < float((w == 0).float().mean()) < 0.55
+    assert not any("weight_orig" in k for k in pruned.state_dict())
+    with pytest.raises(StudentError, match=r"init.depths \[9\] not possible: the teacher has 2 layers"):
+        finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[9]"]))
