@@ -82,6 +82,20 @@ def _export(args) -> dict:
     return {}
 
 
+def _bench(args) -> Path:
+    from omegaconf import open_dict
+
+    from nemo_encrl.bench import plan_runs, run_bench, write_report
+    from nemo_encrl.config import load_config
+
+    cfg = load_config("bench", args.profile, args.overrides)
+    with open_dict(cfg):
+        cfg.command = " ".join(["nemo-encrl bench", f"--profile {args.profile}", *args.overrides])
+    if args.report_only:
+        return write_report(cfg, plan_runs(cfg))
+    return run_bench(cfg)
+
+
 def _evaluate(args) -> dict:
     from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
     from nemo_encrl.teacher import load_ctc_model
@@ -140,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="output .onnx")
     p.add_argument("--check", type=Path, help="a wav to compare onnxruntime's log-probs with PyTorch's")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser("bench", help="EncRL vs scratch, logit KD and pruning at equal compute -> docs/RESULTS*.md")
+    p.add_argument("--profile", default="quick", help="quick | full, or a YAML path (conf/bench/)")
+    p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. 'seeds=[1,2,3]' budget_minutes.small=5")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")
     p.add_argument("model", type=Path, help=".nemo file")

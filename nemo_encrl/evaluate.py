@@ -25,6 +25,14 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict:
     }
 
 
+def voice_group(speaker: str | None) -> str:
+    """Synthetic corpus voices are `engine:voice`: flite, or espeak-ng by accent; anything else: 'all'."""
+    if not speaker or ":" not in speaker:
+        return "all"
+    engine, voice = speaker.split(":", 1)
+    return engine if engine != "espeak-ng" else f"espeak-ng/{voice.split('+')[0]}"
+
+
 def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32) -> dict:
     """WER/CER of `model` on `manifest`, plus its parameter count and end-to-end transcribe() real-time factor."""
     manifest = Path(manifest)
@@ -36,6 +44,12 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32) -> dict
     elapsed = time.perf_counter() - start
     hyps = [h.text if hasattr(h, "text") else h for h in hyps]
     report = error_rates([r["text"] for r in rows], hyps)
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(voice_group(row.get("speaker")), []).append(i)
+    report["per_group"] = {
+        g: error_rates([rows[i]["text"] for i in idx], [hyps[i] for i in idx]) for g, idx in sorted(groups.items())
+    }
     audio_seconds = sum(float(r["duration"]) for r in rows)
     report.update(
         manifest=str(manifest),

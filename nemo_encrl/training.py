@@ -57,6 +57,8 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     import lightning.pytorch as pl
     from nemo.utils.exp_manager import exp_manager
 
+    if cfg.get("seed") is not None:
+        pl.seed_everything(int(cfg.seed), workers=True)
     callbacks = []
     if cfg.get("learning_curve"):  # dev metrics + wall-clock after every validation, as JSON
         from nemo_encrl.callbacks import LearningCurve

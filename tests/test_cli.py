@@ -8,7 +8,8 @@ import pytest
 
 from nemo_encrl.cli import build_parser, main
 
-SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "distill", "finetune", "export", "evaluate", "demo"]
+SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "distill", "finetune", "export", "bench",
+               "evaluate", "demo"]
 
 
 @pytest.mark.parametrize("sub", [None] + SUBCOMMANDS)

@@ -1,0 +1,345 @@
+"""`nemo-encrl bench`: EncRL against scratch, logit KD and pruning at equal total compute.
+
+Every run gets the same wall-clock budget on the same machine (the teacher's forward passes inside
+stage 1 count). Each run lives in its own folder with its exp_manager checkpoints and, once done, a
+`result.json`; a killed bench resumes the unfinished run and skips the finished ones. The report
+(`docs/RESULTS.md` and PNG plots) is regenerated from those files.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from nemo_encrl.config import CONF_DIR, load_config
+
+STAGE1_LOSSES = {  # stage-1 loss weights of the distillation methods
+    "encrl": {"clip": 1.0, "mse_logprobs": 1.0, "kl": 0.0},
+    "clip_only": {"clip": 1.0, "mse_logprobs": 0.0, "kl": 0.0},
+    "mse_only": {"clip": 0.0, "mse_logprobs": 1.0, "kl": 0.0},
+    "kd": {"clip": 0.0, "mse_logprobs": 0.0, "kl": 1.0},
+}
+METHODS = ("scratch", *STAGE1_LOSSES, "prune_layers", "prune_l1")
+LABELS = {"scratch": "scratch (CTC)", "encrl": "EncRL (CLIP+MSE)", "clip_only": "EncRL CLIP only",
+          "mse_only": "EncRL MSE only", "kd": "logit KD (KL)", "prune_layers": "pruned: teacher layers",
+          "prune_l1": "pruned: L1 unstructured"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    method: str
+    size: str
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_{self.size}_s{self.seed}"
+
+
+def plan_runs(cfg: DictConfig) -> list[Run]:
+    """Main methods at every size (all seeds at `multi_seed_size`, the first seed elsewhere); the
+    ablations and baselines at `extra_size` with the first seed."""
+    unknown = [m for m in [*cfg.methods.main, *cfg.methods.extra] if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown bench methods {unknown}; known: {list(METHODS)}")
+    for key in ("multi_seed_size", "extra_size"):
+        if cfg[key] not in cfg.sizes:
+            raise ValueError(f"{key}={cfg[key]!r} is not one of sizes {list(cfg.sizes)}")
+    runs = []
+    for size in cfg.sizes:
+        seeds = list(cfg.seeds) if size == cfg.multi_seed_size else list(cfg.seeds)[:1]
+        runs += [Run(m, size, s) for m in cfg.methods.main for s in seeds]
+    runs += [Run(m, cfg.extra_size, cfg.seeds[0]) for m in cfg.methods.extra]
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    s = max(1, int(seconds))
+    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _encoder_overrides(size: DictConfig) -> list[str]:
+    return [f"model.encoder.{k}={v}" for k, v in size.items()]
+
+
+def _layers_for_size(teacher, target_params: int) -> int:
+    """How many of the teacher's layers to keep so its parameter count is closest to the student's."""
+    total = sum(p.numel() for p in teacher.parameters())
+    per_layer = sum(p.numel() for p in teacher.encoder.layers[0].parameters())
+    rest = total - per_layer * len(teacher.encoder.layers)
+    return max(1, min(len(teacher.encoder.layers), round((target_params - rest) / per_layer)))
+
+
+def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
+    """Train one run within its budget; returns the student path and the seconds each phase took."""
+    from nemo_encrl.finetune import finetune_students
+    from nemo_encrl.teacher import load_ctc_model
+    from nemo_encrl.training import fit_encrl
+
+    budget = float(cfg.budget_minutes[run.size]) * 60
+    size = cfg.sizes[run.size]
+    common = [f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
+              f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json",
+              f"seed={run.seed}", "trainer.max_epochs=-1", "trainer.max_steps=-1",
+              *cfg.get("overrides", [])]  # fmt: skip
+    stage2 = ["init.decoder=stage1", f"output_dir={folder}", f"exp_manager.exp_dir={folder}/stage2",
+              f"learning_curve={folder}/curve.json", *common]  # fmt: skip
+    timing = {"stage1_seconds": 0.0}
+    if run.method in STAGE1_LOSSES:
+        weights = STAGE1_LOSSES[run.method]
+        stage1_nemo = folder / "stage1.nemo"
+        if not stage1_nemo.exists():
+            start = time.time()
+            fit_encrl(load_config("encrl", "encrl_clip_mse", [
+                f"model.teacher.path={cfg.teacher}", *common, *_encoder_overrides(size),
+                *[f"model.loss.{k}.weight={v}" for k, v in weights.items()],
+                f"+trainer.max_time={_minutes(budget * float(cfg.stage1_share))}",
+                f"exp_manager.exp_dir={folder}/stage1", f"output_nemo={stage1_nemo}",
+                f"learning_curve={folder}/stage1_curve.json",
+            ]))  # fmt: skip
+            (folder / "stage1.seconds").write_text(f"{time.time() - start:.1f}")
+        timing["stage1_seconds"] = float((folder / "stage1.seconds").read_text())
+        init = ["init.from=stage1", f"init.stage1={stage1_nemo}", f"init.depths=[{size.n_layers}]"]
+        remaining = budget - timing["stage1_seconds"]
+    elif run.method == "scratch":
+        init = ["init.from=scratch", f"init.teacher={cfg.teacher}", f"init.depths=[{size.n_layers}]",
+                *_encoder_overrides(size)]  # fmt: skip
+        remaining = budget
+    else:
+        teacher = load_ctc_model(path=cfg.teacher)
+        if run.method == "prune_layers":
+            from nemo_encrl.student import student_from_scratch
+
+            target = student_from_scratch(teacher, OmegaConf.merge(teacher.cfg.encoder, size))
+            depth = _layers_for_size(teacher, sum(p.numel() for p in target.parameters()))
+            init = ["init.from=teacher", f"init.teacher={cfg.teacher}", f"init.depths=[{depth}]"]
+        else:
+            init = ["init.from=teacher", f"init.teacher={cfg.teacher}",
+                    f"init.depths=[{len(teacher.encoder.layers)}]", f"init.prune_l1={cfg.prune_l1_amount}"]  # fmt: skip
+        remaining = budget
+    start = time.time()
+    results = finetune_students(load_config("finetune", "ctc_finetune", [
+        *init, *stage2, f"+trainer.max_time={_minutes(remaining)}"]))  # fmt: skip
+    timing["stage2_seconds"] = round(time.time() - start, 1)
+    (nemo,) = [r["nemo"] for r in results.values()]
+    return {"nemo": nemo, **timing, "budget_seconds": budget}
+
+
+def measure(nemo: str, corpus: Path, folder: Path, cfg: DictConfig) -> dict:
+    """Test WER (and per voice group), size, PyTorch and ONNX Runtime real-time factors."""
+    from nemo_encrl.data.manifest import read_manifest
+    from nemo_encrl.evaluate import evaluate_manifest
+    from nemo_encrl.export import export_onnx
+    from nemo_encrl.pruning import nonzero_parameters
+    from nemo_encrl.speed import onnx_rtf, pytorch_rtf
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=nemo)
+    report = evaluate_manifest(model, corpus / "test_manifest.json")
+    wavs = [r["audio_filepath"] for r in read_manifest(corpus / "test_manifest.json")][: int(cfg.speed.utterances)]
+    onnx = export_onnx(model, folder / "model.onnx")
+    report.update(
+        nonzero_parameters=nonzero_parameters(model),
+        nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2),
+        rtf_pytorch=pytorch_rtf(model, wavs, int(cfg.speed.threads)),
+        rtf_onnx=onnx_rtf(model, onnx, wavs, int(cfg.speed.threads)),
+    )
+    onnx.unlink()  # the number is what we keep; the file is a few MB per run
+    return report
+
+
+def run_bench(cfg: DictConfig) -> Path:
+    from nemo_encrl.data.corpus import build_corpus, load_profile
+
+    out = Path(cfg.out_dir)
+    corpus = Path("data/corpus") / cfg.corpus
+    build_corpus(load_profile(cfg.corpus, CONF_DIR), corpus)
+    runs = plan_runs(cfg)
+    teacher_file = out / "teacher" / "result.json"
+    if not teacher_file.exists():
+        teacher_file.parent.mkdir(parents=True, exist_ok=True)
+        teacher_file.write_text(json.dumps(measure(cfg.teacher, corpus, teacher_file.parent, cfg), indent=1))
+    for i, run in enumerate(runs, 1):
+        folder = out / run.name
+        result_file = folder / "result.json"
+        if result_file.exists():
+            print(f"[bench {i}/{len(runs)}] {run.name}: done before, skipped", flush=True)
+            continue
+        print(f"[bench {i}/{len(runs)}] {run.name}: {LABELS[run.method]}, {cfg.budget_minutes[run.size]} min", flush=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        trained = train_run(run, cfg, corpus, folder)
+        result = {**asdict(run), **trained, **measure(trained["nemo"], corpus, folder, cfg)}
+        result_file.write_text(json.dumps(result, indent=1))
+    return write_report(cfg, runs)
+
+
+# ------------------------------------------------------------------------------------------ report
+def _curve(folder: Path) -> list[dict]:
+    path = folder / "curve.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def _to_target(curve: list[dict], target: float) -> tuple[int | None, float | None]:
+    """Epochs (1-based) and stage-2 wall-clock until dev WER first reaches `target`."""
+    for point in curve:
+        if point.get("val_wer") is not None and point["val_wer"] <= target:
+            return point["epoch"] + 1, point["wall_seconds"]
+    return None, None
+
+
+def _machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
+    import os
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
+    out = Path(cfg.out_dir)
+    results = {r.name: json.loads((out / r.name / "result.json").read_text())
+               for r in runs if (out / r.name / "result.json").exists()}  # fmt: skip
+    teacher = json.loads((out / "teacher" / "result.json").read_text())
+    for name, res in results.items():
+        res["curve"] = _curve(out / name)
+    md = [f"# Benchmark `{cfg.name}`: EncRL vs scratch, logit KD and pruning", "",
+          f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}", f"- Machine: {_machine()}",
+          f"- Corpus profile `{cfg.corpus}`; teacher `{cfg.teacher}` ({teacher['parameters'] / 1e6:.2f}M parameters, "
+          f"test WER {100 * teacher['wer']:.1f}%)",
+          f"- Budget per run (total wall-clock, stage 1 with the teacher's forward passes included): "
+          + ", ".join(f"{s}: {m} min" for s, m in cfg.budget_minutes.items())
+          + f"; EncRL spends {100 * float(cfg.stage1_share):.0f}% of it in stage 1.",
+          f"- Runs finished: {len(results)} of {len(runs)}.", ""]  # fmt: skip
+
+    # main comparison, per size: mean and spread over seeds
+    md += ["## Test WER at equal total compute", "",
+           "| size | method | params | seeds | test WER (mean) | spread (min-max) | vs scratch | stage-2 epochs | total wall-clock |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary = {}
+    for size in cfg.sizes:
+        for method in METHODS:
+            group = [r for r in results.values() if r["size"] == size and r["method"] == method]
+            if not group:
+                continue
+            wers = [r["wer"] for r in group]
+            summary[(size, method)] = {"wer": statistics.mean(wers), "params": group[0]["nonzero_parameters"],
+                                       "epochs": statistics.mean(len(r["curve"]) for r in group),
+                                       "seconds": statistics.mean(r["stage1_seconds"] + r["stage2_seconds"] for r in group)}  # fmt: skip
+    for (size, method), s in summary.items():
+        group = [r["wer"] for r in results.values() if r["size"] == size and r["method"] == method]
+        base = summary.get((size, "scratch"))
+        rel = f"{100 * (s['wer'] - base['wer']) / base['wer']:+.1f}%" if base and base["wer"] > 0 else "-"
+        md.append(f"| {size} | {LABELS[method]} | {s['params'] / 1e6:.2f}M | {len(group)} | {100 * s['wer']:.1f}% | "
+                  f"{100 * min(group):.1f}-{100 * max(group):.1f}% | {rel} | {s['epochs']:.0f} | {s['seconds'] / 60:.1f} min |")  # fmt: skip
+
+    # epochs and wall-clock to reach the scratch model's final dev WER
+    md += ["", "## Reaching the scratch model's final dev WER", "",
+           "Paper's accounting: stage-2 epochs only. Total accounting: stage 1 (teacher forward included) + stage 2.", "",
+           "| run | target dev WER | stage-2 epochs to target | scratch epochs | ratio | stage-2 wall-clock | total wall-clock | scratch wall-clock |",
+           "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in results.items():
+        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+        if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+            continue
+        target = scratch["curve"][-1]["val_wer"]
+        epochs, wall = _to_target(r["curve"], target)
+        s_epochs = len(scratch["curve"])
+        ratio = f"{epochs / s_epochs:.2f}" if epochs else "not reached"
+        stage2_wall = "-" if wall is None else f"{wall / 60:.1f} min"
+        total_wall = "-" if wall is None else f"{(wall + r['stage1_seconds']) / 60:.1f} min"
+        md.append(f"| {name} | {100 * target:.1f}% | {epochs or '-'} | {s_epochs} | {ratio} | {stage2_wall} | "
+                  f"{total_wall} | {scratch['curve'][-1]['wall_seconds'] / 60:.1f} min |")  # fmt: skip
+
+    # speed and size
+    md += ["", "## Size and speed on this CPU", "",
+           f"Real-time factor = compute seconds per audio second, batch 1, {cfg.speed.threads} threads, "
+           f"{cfg.speed.utterances} test utterances, mel features to log-probabilities.", "",
+           "| model | nonzero params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |",
+           "|---|---|---|---|---|---|",
+           f"| teacher | {teacher['nonzero_parameters'] / 1e6:.2f}M | {teacher['nemo_mb']} | {teacher['rtf_pytorch']:.4f} | "
+           f"{teacher['rtf_onnx']:.4f} | 1 |"]  # fmt: skip
+    for name, r in results.items():
+        md.append(f"| {name} | {r['nonzero_parameters'] / 1e6:.2f}M | {r['nemo_mb']} | {r['rtf_pytorch']:.4f} | "
+                  f"{r['rtf_onnx']:.4f} | {r['rtf_onnx'] / teacher['rtf_onnx']:.2f} |")  # fmt: skip
+
+    # per voice group
+    groups = sorted({g for r in [teacher, *results.values()] for g in r.get("per_group", {})})
+    md += ["", "## Test WER per voice group", "", "| model | " + " | ".join(groups) + " |",
+           "|---|" + "---|" * len(groups)]  # fmt: skip
+    for name, r in [("teacher", teacher), *results.items()]:
+        md.append(f"| {name} | " + " | ".join(
+            f"{100 * r['per_group'][g]['wer']:.1f}%" if g in r.get("per_group", {}) else "-" for g in groups) + " |")
+
+    md += ["", "## Plots", "", f"![dev WER per epoch](plots/{cfg.name}_dev_wer.png)",
+           f"![test WER vs parameters](plots/{cfg.name}_wer_vs_params.png)", ""]
+    md += _targets(cfg, results, summary, teacher)
+    report = Path(cfg.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    _plots(cfg, results, teacher, report.parent / "plots")
+    report.write_text("\n".join(md) + "\n")
+    print(f"report: {report}", flush=True)
+    return report
+
+
+def _targets(cfg, results, summary, teacher) -> list[str]:
+    lines = ["## Targets", "", "| target | measured | reached |", "|---|---|---|"]
+    for size in cfg.sizes:
+        enc, scr = summary.get((size, "encrl")), summary.get((size, "scratch"))
+        if enc and scr and scr["wer"] > 0:
+            rel = (scr["wer"] - enc["wer"]) / scr["wer"]
+            lines.append(f"| EncRL test WER >= 12.5% relative below scratch ({size}) | {100 * rel:.1f}% | "
+                         f"{'yes' if rel >= 0.125 else 'no'} |")  # fmt: skip
+    for name, r in results.items():
+        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+        if r["method"] == "encrl" and scratch and scratch["curve"] and r["curve"]:
+            epochs, _ = _to_target(r["curve"], scratch["curve"][-1]["val_wer"])
+            ratio = epochs / len(scratch["curve"]) if epochs else None
+            measured = f"{ratio:.2f}" if ratio else "not reached"
+            reached = "yes" if ratio and ratio <= 1 / 3 else "no"
+            lines.append(f"| stage 2 reaches scratch's final dev WER in <= 1/3 of its epochs ({name}) | {measured} | {reached} |")
+        if r["method"] == "encrl":
+            ratio = r["rtf_onnx"] / teacher["rtf_onnx"]
+            lines.append(f"| student ONNX RTF <= 1/4 of the teacher's ({name}) | {ratio:.2f} | "
+                         f"{'yes' if ratio <= 0.25 else 'no'} |")  # fmt: skip
+    return lines + [""]
+
+
+def _plots(cfg, results: dict, teacher: dict, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(cfg.sizes), figsize=(6 * len(cfg.sizes), 4), squeeze=False)
+    for ax, size in zip(axes[0], cfg.sizes):
+        for name, r in results.items():
+            if r["size"] == size and r["curve"]:
+                ax.plot([p["epoch"] + 1 for p in r["curve"]], [100 * p["val_wer"] for p in r["curve"]],
+                        marker="o", label=f"{LABELS[r['method']]} s{r['seed']}")  # fmt: skip
+        ax.set(title=f"{size}: dev WER per stage-2 epoch", xlabel="epoch", ylabel="dev WER (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / f"{cfg.name}_dev_wer.png", dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([teacher["nonzero_parameters"] / 1e6], [100 * teacher["wer"]], marker="*", s=150, label="teacher")
+    for method in METHODS:
+        pts = [(r["nonzero_parameters"] / 1e6, 100 * r["wer"]) for r in results.values() if r["method"] == method]
+        if pts:
+            ax.scatter(*zip(*pts), label=LABELS[method])
+    ax.set(xlabel="nonzero parameters (M)", ylabel="test WER (%)", title="test WER vs parameters")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / f"{cfg.name}_wer_vs_params.png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""The benchmark on the tiny corpus with a tiny teacher: every method runs through the real code paths,
+the report and plots are written from the run folders, and a re-run skips finished runs."""
+
+import json
+
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from nemo_encrl.bench import Run, _layers_for_size, _to_target, plan_runs, run_bench
+from nemo_encrl.config import load_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_plan_sizes_seeds_and_extras():
+    cfg = load_config("bench", "quick")
+    runs = plan_runs(cfg)
+    assert Run("encrl", "small", 2) in runs and Run("scratch", "small", 2) in runs
+    assert Run("encrl", "medium", 2) not in runs and Run("encrl", "medium", 1) in runs
+    assert {r.method for r in runs if r.size == "small"} == {"scratch", "encrl", "clip_only", "mse_only", "kd",
+                                                             "prune_layers", "prune_l1"}
+    assert len(runs) == len(set(runs)) == 11
+    with pytest.raises(ValueError, match=r"unknown bench methods \['distil'\]"):
+        plan_runs(load_config("bench", "quick", ["methods.extra=[distil]"]))
+
+
+def test_to_target_counts_epochs_and_wall_clock():
+    curve = [{"epoch": 0, "wall_seconds": 10, "val_wer": 0.9}, {"epoch": 1, "wall_seconds": 20, "val_wer": 0.5}]
+    assert _to_target(curve, 0.6) == (2, 20)
+    assert _to_target(curve, 0.4) == (None, None)
+
+
+def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, capsys):
+    from conftest import TINY_TRAINING
+
+    from nemo.collections.asr.models import ASRModel
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("bench", "quick", [f"teacher={tiny_ctc_nemo}", "corpus=tiny", f"out_dir={tmp_path}/bench",
+                                         f"report={tmp_path}/docs/RESULTS.md", "~sizes.medium",
+                                         "~budget_minutes.medium", "budget_minutes.small=0.2", "speed.utterances=3",
+                                         "methods.extra=[kd,prune_layers,prune_l1]", "command=test"])  # fmt: skip
+    with open_dict(cfg):
+        cfg.sizes.small = OmegaConf.create({"d_model": 16, "n_layers": 2, "n_heads": 2})
+        cfg.overrides = [*TINY_TRAINING, "trainer.val_check_interval=3", "model.encoder.conv_kernel_size=7"]
+    report = run_bench(cfg)
+    text = report.read_text()
+    for name in ("encrl_small_s1", "encrl_small_s2", "scratch_small_s2", "kd_small_s1", "prune_l1_small_s1"):
+        result = json.loads((tmp_path / "bench" / name / "result.json").read_text())
+        assert result["rtf_onnx"] > 0 and result["rtf_pytorch"] > 0 and 0 <= result["wer"]
+        assert result["stage2_seconds"] > 0 and f"| {name} |" in text
+    encrl = json.loads((tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text())
+    assert 0 < encrl["stage1_seconds"] < encrl["budget_seconds"] + 60
+    pruned = json.loads((tmp_path / "bench" / "prune_l1_small_s1" / "result.json").read_text())
+    assert pruned["nonzero_parameters"] < pruned["parameters"]
+    layers = ASRModel.restore_from(json.loads((tmp_path / "bench" / "prune_layers_small_s1" / "result.json")
+                                              .read_text())["nemo"], map_location="cpu")  # fmt: skip
+    assert layers.cfg.encoder.d_model == 32  # the teacher's width, fewer layers
+    assert "## Targets" in text and "Test WER per voice group" in text
+    assert (tmp_path / "docs" / "plots" / "quick_dev_wer.png").stat().st_size > 1000
+    capsys.readouterr()
+    # resumable: finished runs are skipped, a deleted result is redone
+    (tmp_path / "bench" / "kd_small_s1" / "result.json").unlink()
+    run_bench(cfg)
+    out = capsys.readouterr().out
+    assert out.count("done before, skipped") == 6 and "kd_small_s1: logit KD" in out
+
+
+def test_layers_for_size_matches_parameter_count(tiny_ctc_nemo):
+    from nemo_encrl.teacher import load_ctc_model
+
+    teacher = load_ctc_model(path=tiny_ctc_nemo)
+    total = sum(p.numel() for p in teacher.parameters())
+    assert _layers_for_size(teacher, total) == len(teacher.encoder.layers)
+    assert _layers_for_size(teacher, 1) == 1
