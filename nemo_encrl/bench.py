@@ -215,7 +215,7 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
           f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}", f"- Machine: {_machine()}",
           f"- Corpus profile `{cfg.corpus}`; teacher `{cfg.teacher}` ({teacher['parameters'] / 1e6:.2f}M parameters, "
           f"test WER {100 * teacher['wer']:.1f}%)",
-          f"- Budget per run (total wall-clock, stage 1 with the teacher's forward passes included): "
+          "- Budget per run (total wall-clock, stage 1 with the teacher's forward passes included): "
           + ", ".join(f"{s}: {m} min" for s, m in cfg.budget_minutes.items())
           + f"; EncRL spends {100 * float(cfg.stage1_share):.0f}% of it in stage 1.",
           f"- Runs finished: {len(results)} of {len(runs)}.", ""]  # fmt: skip
@@ -322,7 +322,7 @@ def _plots(cfg, results: dict, teacher: dict, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(cfg.sizes), figsize=(6 * len(cfg.sizes), 4), squeeze=False)
     for ax, size in zip(axes[0], cfg.sizes):
-        for name, r in results.items():
+        for r in results.values():
             if r["size"] == size and r["curve"]:
                 ax.plot([p["epoch"] + 1 for p in r["curve"]], [100 * p["val_wer"] for p in r["curve"]],
                         marker="o", label=f"{LABELS[r['method']]} s{r['seed']}")  # fmt: skip

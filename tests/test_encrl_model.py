@@ -1,10 +1,8 @@
 """EncRL stage 1 end to end on the tiny corpus with a tiny teacher: it trains, the teacher stays frozen,
 the .nemo restores in a new process with identical outputs, and bad configs fail clearly."""
 
-import copy
 import subprocess
 import sys
-from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest

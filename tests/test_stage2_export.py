@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 import torch
 
 from nemo_encrl.student import StudentError, load_stage1, student_from_stage1
