@@ -180,3 +180,18 @@ def test_bad_loss_config_is_named(tiny_ctc_nemo, tiny_corpus, tmp_path):
     cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.hidden.weight=1.0", "model.loss.hidden.pairs=[[5,0]]")
     with pytest.raises(EncRLConfigError, match=r"hidden.pairs has \[5, 0\]: student layers are 0..1"):
         EncRLModel(cfg.model)
+
+
+def test_bf16_teacher_forward(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """teacher.dtype=bfloat16 runs the teacher under autocast; the losses still get float32 tensors."""
+    fp32 = EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path / "a").model).eval()
+    bf16 = EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path / "b", "model.teacher.dtype=bfloat16").model).eval()
+    batch = next(iter(fp32._train_dl))
+    with torch.no_grad():
+        feats, lengths = fp32.preprocessor(input_signal=batch[0], length=batch[1])
+        a = fp32.teacher(feats, lengths)[2]
+        b = bf16.teacher(feats, lengths)[2]
+    assert b.dtype == torch.float32 and torch.isfinite(b).all()
+    assert (a - b).abs().max() < 0.5 and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="teacher.dtype='int8'"):
+        EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path / "c", "model.teacher.dtype=int8").model)
