@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo_encrl.data.manifest import validate_manifest
 
@@ -52,11 +52,36 @@ def check_data(cfg: DictConfig) -> None:
     validate_manifest(cfg.model.validation_ds.manifest_filepath, sample_rate=sr)
 
 
+# NeMo schedulers that do not depend on the total number of steps (they only stop at max_steps)
+STEP_FREE_SCHEDULERS = ("NoamAnnealing", "InverseSquareRootAnnealing", "SquareRootAnnealing", "NoamHoldAnnealing")
+UNBOUNDED_STEPS = 10_000_000
+
+
+def bound_steps(cfg: DictConfig) -> None:
+    """lhotse loaders have no length, so NeMo cannot derive max_steps from max_epochs/max_time for the
+    LR scheduler. A run bounded by epochs or time with a step-free schedule gets a max_steps it never
+    reaches; anything else must say how many steps it trains."""
+    if not cfg.model.train_ds.get("use_lhotse") or (cfg.trainer.get("max_steps") or -1) > 0:
+        return
+    sched = cfg.model.get("optim", {}).get("sched", {}).get("name")
+    bounded = cfg.trainer.get("max_time") or (cfg.trainer.get("max_epochs") or -1) > 0
+    if not bounded or sched not in STEP_FREE_SCHEDULERS:
+        raise ValueError(
+            "model.train_ds.use_lhotse=true has no epoch length: set trainer.max_steps"
+            + ("" if bounded else " (or bound the run with trainer.max_epochs / +trainer.max_time)")
+            + ("" if sched in STEP_FREE_SCHEDULERS else f"; the {sched} schedule needs the total step count")
+        )
+    with open_dict(cfg):
+        cfg.trainer.max_steps = UNBOUNDED_STEPS
+    log.info("lhotse + %s: run bounded by max_epochs/max_time, trainer.max_steps set to %d", sched, UNBOUNDED_STEPS)
+
+
 def run_training(cfg: DictConfig, build_model) -> Path:
     """Lightning trainer + exp_manager (resume) + `build_model(cfg.model, trainer)` + fit -> .nemo."""
     import lightning.pytorch as pl
     from nemo.utils.exp_manager import exp_manager
 
+    bound_steps(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     callbacks = []

@@ -19,3 +19,25 @@ def test_unknown_key_is_named():
 def test_unknown_config_lists_known():
     with pytest.raises(FileNotFoundError, match="conformer_ctc_bpe_demo"):
         load_config("teacher", "nope")
+
+
+def test_lhotse_runs_bounded_by_time_or_epochs_get_max_steps():
+    """lhotse loaders have no length: NeMo's scheduler needs max_steps even when time or epochs bound the run."""
+    from nemo_encrl.training import UNBOUNDED_STEPS, bound_steps
+
+    cfg = load_config("finetune", "ctc_finetune", ["trainer.max_epochs=5", "trainer.max_steps=-1"])
+    bound_steps(cfg)
+    assert cfg.trainer.max_steps == UNBOUNDED_STEPS
+    cfg = load_config("encrl", "encrl_clip_mse", ["trainer.max_steps=-1", "+trainer.max_time=00:00:01:00"])
+    bound_steps(cfg)
+    assert cfg.trainer.max_steps == UNBOUNDED_STEPS
+    cfg = load_config("encrl", "encrl_clip_mse", ["trainer.max_steps=-1"])
+    with pytest.raises(ValueError, match="set trainer.max_steps"):
+        bound_steps(cfg)
+    cfg = load_config("encrl", "encrl_clip_mse", ["trainer.max_steps=-1", "trainer.max_epochs=3",
+                                                  "model.optim.sched.name=CosineAnnealing"])
+    with pytest.raises(ValueError, match="the CosineAnnealing schedule needs the total step count"):
+        bound_steps(cfg)
+    cfg = load_config("encrl", "encrl_clip_mse", ["trainer.max_steps=500"])
+    bound_steps(cfg)
+    assert cfg.trainer.max_steps == 500
