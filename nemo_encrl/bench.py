@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from nemo_encrl.config import CONF_DIR, load_config
+from nemo_encrl.training import max_time
 
 STAGE1_LOSSES = {  # stage-1 loss weights of the distillation methods
     "encrl": {"clip": 1.0, "mse_logprobs": 1.0, "kl": 0.0},
@@ -59,11 +60,6 @@ def plan_runs(cfg: DictConfig) -> list[Run]:
     return runs
 
 
-def _minutes(seconds: float) -> str:
-    s = max(1, int(seconds))
-    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _encoder_overrides(size: DictConfig) -> list[str]:
     return [f"model.encoder.{k}={v}" for k, v in size.items()]
 
@@ -99,7 +95,7 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
             fit_encrl(load_config("encrl", "encrl_clip_mse", [
                 f"model.teacher.path={cfg.teacher}", *common, *_encoder_overrides(size),
                 *[f"model.loss.{k}.weight={v}" for k, v in weights.items()],
-                f"+trainer.max_time={_minutes(budget * float(cfg.stage1_share))}",
+                f"+trainer.max_time={max_time(budget * float(cfg.stage1_share))}",
                 f"exp_manager.exp_dir={folder}/stage1", f"output_nemo={stage1_nemo}",
                 f"learning_curve={folder}/stage1_curve.json",
             ]))  # fmt: skip
@@ -125,7 +121,7 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
         remaining = budget
     start = time.time()
     results = finetune_students(load_config("finetune", "ctc_finetune", [
-        *init, *stage2, f"+trainer.max_time={_minutes(remaining)}"]))  # fmt: skip
+        *init, *stage2, f"+trainer.max_time={max_time(remaining)}"]))  # fmt: skip
     timing["stage2_seconds"] = round(time.time() - start, 1)
     (nemo,) = [r["nemo"] for r in results.values()]
     return {"nemo": nemo, **timing, "budget_seconds": budget}

@@ -11,14 +11,9 @@ import time
 from pathlib import Path
 
 from nemo_encrl.config import CONF_DIR, load_config
+from nemo_encrl.training import max_time
 
 log = logging.getLogger("nemo_encrl")
-
-
-def _minutes(m: float) -> str:
-    """Lightning's max_time format DD:HH:MM:SS."""
-    s = max(1, int(round(m * 60)))
-    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def _timed(result_file: Path, fn) -> float:
@@ -86,7 +81,7 @@ def run_demo(args) -> dict:
     log.info("[4/%d] EncRL stage 1 (CLIP + MSE) for %.1f min -> %s", steps, args.stage1_minutes, stage1_nemo)
     stage1_cfg = load_config("encrl", "encrl_clip_mse", [
         f"model.teacher.path={teacher_path}", *data, f"exp_manager.exp_dir={out}/stage1",
-        f"output_nemo={stage1_nemo}", f"+trainer.max_time={_minutes(args.stage1_minutes)}", "trainer.max_steps=-1",
+        f"output_nemo={stage1_nemo}", f"+trainer.max_time={max_time(60 * args.stage1_minutes)}", "trainer.max_steps=-1",
         f"model.encoder.n_layers={max(args.depths)}", *args.stage1_overrides,
     ])  # fmt: skip
     t_stage1 = _timed(stage1_nemo, lambda: fit_encrl(stage1_cfg))
@@ -97,7 +92,7 @@ def run_demo(args) -> dict:
         nemo = out / "stage2" / f"student_stage1_L{depth}.nemo"
         cfg = load_config("finetune", "ctc_finetune", [
             "init.from=stage1", f"init.stage1={stage1_nemo}", f"init.depths=[{depth}]", f"output_dir={out}/stage2",
-            *data, f"exp_manager.exp_dir={out}/stage2", f"+trainer.max_time={_minutes(args.stage2_minutes)}",
+            *data, f"exp_manager.exp_dir={out}/stage2", f"+trainer.max_time={max_time(60 * args.stage2_minutes)}",
             "trainer.max_epochs=-1", *args.stage2_overrides,
         ])  # fmt: skip
         stage2[depth] = _timed(nemo, lambda cfg=cfg: finetune_students(cfg))
@@ -111,7 +106,7 @@ def run_demo(args) -> dict:
         cfg = load_config("finetune", "ctc_finetune", [
             "init.from=scratch", f"init.teacher={teacher_path}", f"init.stage1={stage1_nemo}", "init.architecture=stage1",
             f"init.depths=[{depth}]", f"output_dir={out}/scratch", *data, f"exp_manager.exp_dir={out}/scratch",
-            f"+trainer.max_time={_minutes(budget)}", "trainer.max_epochs=-1", *args.stage2_overrides,
+            f"+trainer.max_time={max_time(60 * budget)}", "trainer.max_epochs=-1", *args.stage2_overrides,
         ])  # fmt: skip
         scratch[depth] = _timed(nemo, lambda cfg=cfg: finetune_students(cfg))
 

@@ -57,6 +57,12 @@ STEP_FREE_SCHEDULERS = ("NoamAnnealing", "InverseSquareRootAnnealing", "SquareRo
 UNBOUNDED_STEPS = 10_000_000
 
 
+def max_time(seconds: float) -> str:
+    """Lightning's `trainer.max_time` format, DD:HH:MM:SS."""
+    s = max(1, int(round(seconds)))
+    return f"{s // 86400:02d}:{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def bound_steps(cfg: DictConfig) -> None:
     """lhotse loaders have no length, so NeMo cannot derive max_steps from max_epochs/max_time for the
     LR scheduler. A run bounded by epochs or time with a step-free schedule gets a max_steps it never
