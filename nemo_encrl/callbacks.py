@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 
 class LearningCurve(pl.Callback):
@@ -38,3 +39,36 @@ class LearningCurve(pl.Callback):
         self.points.append(point)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.points, indent=1))
+
+
+class RegularizationWarmup(pl.Callback):
+    """SpecAugment and dropout stay off for the first `steps` optimizer steps, then come on.
+
+    A small CTC model on little data leaves the all-blank plateau much sooner without them, and
+    over-fits soon after without them; switching by global step makes one config and one command
+    reproduce both phases, across resumes.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = int(steps)
+        self._spec_augment = None
+        self._dropout_p: dict[torch.nn.Dropout, float] = {}
+        self._active: bool | None = None
+
+    def _set(self, module, active: bool) -> None:
+        if active == self._active:
+            return
+        if self._active is None:  # first call: remember the configured regularisation
+            self._spec_augment = getattr(module, "spec_augmentation", None)
+            self._dropout_p = {m: m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)}
+        if hasattr(module, "spec_augmentation"):
+            module.spec_augmentation = self._spec_augment if active else None
+        for m, p in self._dropout_p.items():
+            m.p = p if active else 0.0
+        self._active = active
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._set(pl_module, trainer.global_step >= self.steps)
+
+    def on_train_end(self, trainer, pl_module):
+        self._set(pl_module, True)  # the saved model carries its configured regularisation

@@ -95,6 +95,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
         from nemo_encrl.callbacks import LearningCurve
 
         callbacks.append(LearningCurve(cfg.learning_curve))
+    if cfg.get("regularization_warmup_steps"):  # SpecAugment and dropout only after the CTC plateau
+        from nemo_encrl.callbacks import RegularizationWarmup
+
+        callbacks.append(RegularizationWarmup(cfg.regularization_warmup_steps))
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks)
     exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
     model = build_model(cfg.model, trainer)

@@ -105,3 +105,33 @@ def test_not_a_ctc_model_is_named(tmp_path: Path, monkeypatch):
 def test_unknown_pretrained_name_fails_clearly():
     with pytest.raises(TeacherError, match="could not load pretrained teacher 'stt_en_no_such_model'"):
         load_ctc_model(pretrained_name="stt_en_no_such_model")
+
+
+def test_regularization_warmup_switches_by_global_step():
+    from types import SimpleNamespace
+
+    from nemo_encrl.callbacks import RegularizationWarmup
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.spec_augmentation = torch.nn.Identity()
+            self.encoder = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.1))
+
+    model, callback = Model(), RegularizationWarmup(steps=5)
+    augment = model.spec_augmentation
+    callback.on_train_batch_start(SimpleNamespace(global_step=0), model, None, 0)
+    assert model.spec_augmentation is None and model.encoder[1].p == 0.0
+    callback.on_train_batch_start(SimpleNamespace(global_step=4), model, None, 0)
+    assert model.spec_augmentation is None
+    callback.on_train_batch_start(SimpleNamespace(global_step=5), model, None, 0)
+    assert model.spec_augmentation is augment and model.encoder[1].p == 0.1
+    # a run resumed past the warm-up starts regularised
+    fresh, late = Model(), RegularizationWarmup(steps=5)
+    late.on_train_batch_start(SimpleNamespace(global_step=7), fresh, None, 0)
+    assert fresh.spec_augmentation is not None and fresh.encoder[1].p == 0.1
+    # and the saved model always carries its configured regularisation
+    early = RegularizationWarmup(steps=5)
+    early.on_train_batch_start(SimpleNamespace(global_step=0), fresh, None, 0)
+    early.on_train_end(None, fresh)
+    assert fresh.spec_augmentation is not None and fresh.encoder[1].p == 0.1

@@ -40,7 +40,9 @@ class Utterance:
     pitch: int
 
     def wav_path(self, root: Path) -> Path:
-        return root / "wav" / self.split / f"{self.id}.wav"
+        """Named by content too, so a changed plan never picks up a stale wav of the same id."""
+        digest = hashlib.sha1(f"{self.voice.id}|{self.text}|{self.rate}|{self.pitch}".encode()).hexdigest()[:8]
+        return root / "wav" / self.split / f"{self.id}-{digest}.wav"
 
 
 def _stable_fraction(seed: int, key: str) -> float:
@@ -88,7 +90,9 @@ def plan_corpus(cfg: DictConfig, sentences: list[str], voices: list[Voice]) -> l
         rng = random.Random(f"{cfg.seed}:{split}:plan")
         by_engine = {e: [v for v in split_voices_ if v.engine == e] for e in cfg.engine_share}
         by_engine = {e: rng.sample(vs, len(vs)) for e, vs in by_engine.items() if vs}
-        engines, weights = zip(*((e, cfg.engine_share[e]) for e in by_engine))
+        # train: engine_share mixes the engines; dev/test: every held-out voice speaks equally often,
+        # as in a speaker-independent test set (per-engine results are reported separately)
+        engines, weights = zip(*((e, cfg.engine_share[e] if split == "train" else len(vs)) for e, vs in by_engine.items()))
         spoken = dict.fromkeys(engines, 0)
         for i, text in enumerate(rng.sample(pool, n)):
             engine = rng.choices(engines, weights)[0]
