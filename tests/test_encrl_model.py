@@ -177,6 +177,9 @@ def test_bad_loss_config_is_named(tiny_ctc_nemo, tiny_corpus, tmp_path):
     cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "+model.loss.cosine={weight: 1.0}")
     with pytest.raises(EncRLConfigError, match=r"unknown model.loss terms \['cosine'\]"):
         EncRLModel(cfg.model)
+    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.clip.weight=0", "model.loss.mse_logprobs.weight=0")
+    with pytest.raises(EncRLConfigError, match="every model.loss term has weight 0"):
+        EncRLModel(cfg.model)
     cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.hidden.weight=1.0", "model.loss.hidden.pairs=[[5,0]]")
     with pytest.raises(EncRLConfigError, match=r"hidden.pairs has \[5, 0\]: student layers are 0..1"):
         EncRLModel(cfg.model)

@@ -133,6 +133,8 @@ class EncRLModel(EncDecCTCModelBPE):
         unknown = set(loss.keys()) - set(LOSS_TERMS)
         if unknown:
             raise EncRLConfigError(f"unknown model.loss terms {sorted(unknown)}; known: {list(LOSS_TERMS)}")
+        if not any(term.get("weight", 0) > 0 for term in loss.values()):
+            raise EncRLConfigError("every model.loss term has weight 0: nothing to train")
         d_s, d_t = int(self.encoder._feat_out), self.teacher.d_model
         clip = loss.get("clip", {})
         proj_dim = clip.get("proj_dim")
@@ -253,8 +255,6 @@ class EncRLModel(EncDecCTCModelBPE):
         if self.cfg.loss.get("ctc", {}).get("weight", 0) > 0:
             terms["ctc"] = self.loss(log_probs=out["student_logp_native"], targets=transcript,
                                      input_lengths=out["student_len_native"], target_lengths=transcript_len)  # fmt: skip
-        if not terms:
-            raise EncRLConfigError("every model.loss term has weight 0: nothing to train")
         return out, terms, self.total_loss(terms)
 
     # ------------------------------------------------------------------------------------- lightning
