@@ -279,6 +279,9 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
     md += ["", "## Plots", "", f"![dev WER per epoch](plots/{cfg.name}_dev_wer.png)",
            f"![test WER vs parameters](plots/{cfg.name}_wer_vs_params.png)", ""]
     md += _targets(cfg, results, summary, teacher)
+    md += _versus_paper(cfg, results, summary)
+    if cfg.get("notes") and Path(cfg.notes).exists():  # hand-written reading of these numbers, kept apart
+        md += [f"## Notes (written after the run, from `{cfg.notes}`)", "", Path(cfg.notes).read_text().strip(), ""]
     report = Path(cfg.report)
     report.parent.mkdir(parents=True, exist_ok=True)
     _plots(cfg, results, teacher, report.parent / "plots")
@@ -307,6 +310,44 @@ def _targets(cfg, results, summary, teacher) -> list[str]:
             ratio = r["rtf_onnx"] / teacher["rtf_onnx"]
             lines.append(f"| student ONNX RTF <= 1/4 of the teacher's ({name}) | {ratio:.2f} | "
                          f"{'yes' if ratio <= 0.25 else 'no'} |")  # fmt: skip
+    return lines + [""]
+
+
+def _versus_paper(cfg, results: dict, summary: dict) -> list[str]:
+    """The paper's three claims, each in one sentence built from this run's numbers."""
+    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    lines = ["## Versus the paper's claims", ""]
+    for size in cfg.sizes:
+        enc, scr = summary.get((size, "encrl")), summary.get((size, "scratch"))
+        if enc and scr and scr["wer"] > 0:
+            rel = (scr["wer"] - enc["wer"]) / scr["wer"]
+            verdict = "holds" if rel >= 0.125 else "EncRL is better, by less than the paper's" if rel > 0 else "does not hold"
+            lines.append(f"- Lower WER than scratch ({size}, {enc['params'] / 1e6:.2f}M): EncRL {pct(enc['wer'])} vs "
+                         f"scratch {pct(scr['wer'])} test WER at the same {cfg.budget_minutes[size]} min total, "
+                         f"{100 * rel:+.1f}% relative (paper: up to 12.54% lower): {verdict}.")  # fmt: skip
+    for name, r in results.items():
+        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+        if r["method"] != "encrl" or not scratch or not scratch["curve"] or not r["curve"]:
+            continue
+        epochs, wall = _to_target(r["curve"], scratch["curve"][-1]["val_wer"])
+        s_epochs = len(scratch["curve"])
+        if epochs:
+            lines.append(f"- Fewer epochs ({name}): stage 2 reached scratch's final dev WER "
+                         f"({pct(scratch['curve'][-1]['val_wer'])}) after {epochs} of scratch's {s_epochs} epochs "
+                         f"({s_epochs / epochs:.1f}x fewer; paper: ~3x); counting stage 1 too it took "
+                         f"{(wall + r['stage1_seconds']) / 60:.1f} min against scratch's "
+                         f"{scratch['curve'][-1]['wall_seconds'] / 60:.1f} min.")  # fmt: skip
+        else:
+            lines.append(f"- Fewer epochs ({name}): stage 2 never reached scratch's final dev WER "
+                         f"({pct(scratch['curve'][-1]['val_wer'])}) within its budget (paper: ~3x fewer epochs): does not hold.")  # fmt: skip
+    size = cfg.extra_size
+    enc = summary.get((size, "encrl"))
+    for method in ("prune_layers", "prune_l1", "kd", "clip_only", "mse_only"):
+        other = summary.get((size, method))
+        if enc and other:
+            better = "EncRL better" if enc["wer"] < other["wer"] else "EncRL not better"
+            lines.append(f"- {LABELS[method]} ({other['params'] / 1e6:.2f}M nonzero parameters): {pct(other['wer'])} "
+                         f"vs EncRL {pct(enc['wer'])} ({enc['params'] / 1e6:.2f}M) at {size}: {better}.")  # fmt: skip
     return lines + [""]
 
 

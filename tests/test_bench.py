@@ -6,7 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from nemo_encrl.bench import Run, _layers_for_size, _to_target, plan_runs, run_bench
+from nemo_encrl.bench import Run, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
 from nemo_encrl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -30,6 +30,28 @@ def test_to_target_counts_epochs_and_wall_clock():
     assert _to_target(curve, 0.4) == (None, None)
 
 
+def test_versus_paper_states_each_claim_from_the_numbers():
+    cfg = load_config("bench", "quick")
+    curve = lambda wers: [{"epoch": i, "wall_seconds": 60 * (i + 1), "val_wer": w} for i, w in enumerate(wers)]  # noqa: E731
+    results = {
+        "scratch_small_s1": {"method": "scratch", "size": "small", "seed": 1, "curve": curve([0.9, 0.7, 0.6, 0.5, 0.45, 0.4])},
+        "encrl_small_s1": {"method": "encrl", "size": "small", "seed": 1, "stage1_seconds": 300,
+                           "curve": curve([0.5, 0.4, 0.3])},
+        "scratch_medium_s1": {"method": "scratch", "size": "medium", "seed": 1, "curve": curve([0.8, 0.5])},
+        "encrl_medium_s1": {"method": "encrl", "size": "medium", "seed": 1, "stage1_seconds": 300,
+                            "curve": curve([0.9, 0.6])},
+    }  # fmt: skip
+    summary = {("small", "scratch"): {"wer": 0.5, "params": 5e5}, ("small", "encrl"): {"wer": 0.4, "params": 5e5},
+               ("medium", "scratch"): {"wer": 0.4, "params": 1e6}, ("medium", "encrl"): {"wer": 0.38, "params": 1e6},
+               ("small", "kd"): {"wer": 0.35, "params": 5e5}}  # fmt: skip
+    text = "\n".join(_versus_paper(cfg, results, summary))
+    assert "EncRL 40.0% vs scratch 50.0%" in text and "+20.0% relative (paper: up to 12.54% lower): holds." in text
+    assert "+5.0% relative (paper: up to 12.54% lower): EncRL is better, by less than the paper's." in text
+    assert "after 2 of scratch's 6 epochs (3.0x fewer; paper: ~3x)" in text and "7.0 min against scratch's 6.0 min" in text
+    assert "encrl_medium_s1): stage 2 never reached scratch's final dev WER (50.0%)" in text
+    assert "logit KD (KL) (0.50M nonzero parameters): 35.0% vs EncRL 40.0% (0.50M) at small: EncRL not better." in text
+
+
 def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, capsys):
     from conftest import TINY_TRAINING
 
@@ -39,7 +61,9 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     cfg = load_config("bench", "quick", [f"teacher={tiny_ctc_nemo}", "corpus=tiny", f"out_dir={tmp_path}/bench",
                                          f"report={tmp_path}/docs/RESULTS.md", "~sizes.medium",
                                          "~budget_minutes.medium", "budget_minutes.small=0.2", "speed.utterances=3",
-                                         "methods.extra=[kd,prune_layers,prune_l1]", "command=test"])  # fmt: skip
+                                         "methods.extra=[kd,prune_layers,prune_l1]", "command=test",
+                                         f"notes={tmp_path}/notes.md"])  # fmt: skip
+    (tmp_path / "notes.md").write_text("Read after the run.")
     with open_dict(cfg):
         cfg.sizes.small = OmegaConf.create({"d_model": 16, "n_layers": 2, "n_heads": 2})
         cfg.overrides = [*TINY_TRAINING, "trainer.val_check_interval=3", "model.encoder.conv_kernel_size=7"]
@@ -56,7 +80,8 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     layers = ASRModel.restore_from(json.loads((tmp_path / "bench" / "prune_layers_small_s1" / "result.json")
                                               .read_text())["nemo"], map_location="cpu")  # fmt: skip
     assert layers.cfg.encoder.d_model == 32  # the teacher's width, fewer layers
-    assert "## Targets" in text and "Test WER per voice group" in text
+    assert "## Targets" in text and "Test WER per voice group" in text and "## Versus the paper's claims" in text
+    assert "Read after the run." in text  # the hand-written notes file is appended
     assert (tmp_path / "docs" / "plots" / "quick_dev_wer.png").stat().st_size > 1000
     capsys.readouterr()
     # resumable: finished runs are skipped, a deleted result is redone
