@@ -85,7 +85,8 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
               f"seed={run.seed}", "trainer.max_epochs=-1", "trainer.max_steps=-1",
               *cfg.get("overrides", [])]  # fmt: skip
     stage2 = ["init.decoder=stage1", f"output_dir={folder}", f"exp_manager.exp_dir={folder}/stage2",
-              f"learning_curve={folder}/curve.json", *common]  # fmt: skip
+              f"learning_curve={folder}/curve.json", *common,
+              *cfg.get("scratch_overrides" if run.method == "scratch" else "finetune_overrides", [])]  # fmt: skip
     timing = {"stage1_seconds": 0.0}
     if run.method in STAGE1_LOSSES:
         weights = STAGE1_LOSSES[run.method]
@@ -97,7 +98,7 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
                 *[f"model.loss.{k}.weight={v}" for k, v in weights.items()],
                 f"+trainer.max_time={max_time(budget * float(cfg.stage1_share))}",
                 f"exp_manager.exp_dir={folder}/stage1", f"output_nemo={stage1_nemo}",
-                f"learning_curve={folder}/stage1_curve.json",
+                f"learning_curve={folder}/stage1_curve.json", *cfg.get("stage1_overrides", []),
             ]))  # fmt: skip
             (folder / "stage1.seconds").write_text(f"{time.time() - start:.1f}")
         timing["stage1_seconds"] = float((folder / "stage1.seconds").read_text())

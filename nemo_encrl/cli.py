@@ -97,11 +97,12 @@ def _bench(args) -> Path:
 
 
 def _evaluate(args) -> dict:
-    from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
+    from nemo_encrl.evaluate import evaluate_manifest, format_report, manifest_vocabulary, write_report
     from nemo_encrl.teacher import load_ctc_model
 
+    vocabulary = manifest_vocabulary(args.train_manifest) if args.train_manifest else None
     model = load_ctc_model(path=args.model)
-    report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size)
+    report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, vocabulary=vocabulary)
     print(format_report(report, Path(args.model).name))
     if args.json:
         write_report(report, args.json)
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest", type=Path, help="NeMo JSON-lines manifest")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", type=Path, help="write the full report here")
+    p.add_argument("--train-manifest", type=Path,
+                   help="the model's training manifest: also report errors on words seen / unseen in its transcripts")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("demo", help="the README's main job on the offline default, end to end")

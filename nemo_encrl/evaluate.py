@@ -25,6 +25,27 @@ def error_rates(references: list[str], hypotheses: list[str]) -> dict:
     }
 
 
+def seen_word_errors(references: list[str], hypotheses: list[str], vocabulary: set[str]) -> dict:
+    """How many reference words were missed (substituted or deleted), for words seen in training and
+    for unseen ones apart: a CTC model without a language model has to spell an unseen word from the
+    sound alone, so a test set's out-of-vocabulary rate bounds what the acoustics can fix.
+    (Insertions belong to no reference word and are left out of both.)"""
+    counts = {"seen": [0, 0], "unseen": [0, 0]}  # [reference words, missed]
+    for ref, chunks in zip(references, jiwer.process_words(references, hypotheses).alignments):
+        words = ref.split()
+        for chunk in chunks:
+            for word in words[chunk.ref_start_idx : chunk.ref_end_idx]:
+                kind = counts["seen" if word in vocabulary else "unseen"]
+                kind[0] += 1
+                kind[1] += chunk.type != "equal"
+    total = sum(n for n, _ in counts.values())
+    return {
+        "unseen_rate": counts["unseen"][0] / total if total else 0.0,
+        **{f"{k}_words": n for k, (n, _) in counts.items()},
+        **{f"{k}_missed": m / n if n else None for k, (n, m) in counts.items()},
+    }
+
+
 def voice_group(speaker: str | None) -> str:
     """Synthetic corpus voices are `engine:voice`: flite, or espeak-ng by accent; anything else: 'all'."""
     if not speaker or ":" not in speaker:
@@ -33,8 +54,9 @@ def voice_group(speaker: str | None) -> str:
     return engine if engine != "espeak-ng" else f"espeak-ng/{voice.split('+')[0]}"
 
 
-def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32) -> dict:
-    """WER/CER of `model` on `manifest`, plus its parameter count and end-to-end transcribe() real-time factor."""
+def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabulary: set[str] | None = None) -> dict:
+    """WER/CER of `model` on `manifest`, plus its parameter count and end-to-end transcribe() real-time factor;
+    with a training `vocabulary`, the errors on seen and unseen words apart."""
     manifest = Path(manifest)
     rows = validate_manifest(manifest, sample_rate=model.cfg.get("sample_rate"))
     audio = [str(resolve_audio(r, manifest)) for r in rows]
@@ -50,6 +72,8 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32) -> dict
     report["per_group"] = {
         g: error_rates([rows[i]["text"] for i in idx], [hyps[i] for i in idx]) for g, idx in sorted(groups.items())
     }
+    if vocabulary is not None:
+        report["seen_words"] = seen_word_errors([r["text"] for r in rows], hyps, vocabulary)
     audio_seconds = sum(float(r["duration"]) for r in rows)
     report.update(
         manifest=str(manifest),
@@ -69,10 +93,25 @@ def write_report(report: dict, path: str | Path) -> Path:
     return path
 
 
+def manifest_vocabulary(manifest: str | Path) -> set[str]:
+    """The words of a (training) manifest's transcripts."""
+    from nemo_encrl.data.manifest import read_manifest
+
+    return {w for row in read_manifest(manifest) for w in row["text"].split()}
+
+
 def format_report(report: dict, name: str = "model") -> str:
-    return (
+    text = (
         f"{name}: WER {100 * report['wer']:.2f}% (S {report['substitutions']}, D {report['deletions']}, "
         f"I {report['insertions']} / {report['reference_words']} words), CER {100 * report['cer']:.2f}%, "
         f"{report['utterances']} utterances, {report['parameters'] / 1e6:.2f}M parameters, "
         f"RTF {report['rtf']:.4f}"
     )
+    if seen := report.get("seen_words"):
+        missed = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+        text += (
+            f"\n  unseen in training: {100 * seen['unseen_rate']:.1f}% of the reference words; missed "
+            f"(substituted or deleted): {missed(seen['seen_missed'])} of the seen words, "
+            f"{missed(seen['unseen_missed'])} of the unseen ones"
+        )
+    return text

@@ -46,10 +46,14 @@ def test_bad_inputs_get_one_clear_line(tmp_path, capsys):
 
 def test_evaluate_command_writes_json(tiny_ctc_nemo, tiny_corpus, tmp_path, capsys):
     report = tmp_path / "r.json"
-    assert main(["evaluate", str(tiny_ctc_nemo), str(tiny_corpus / "dev_manifest.json"), "--json", str(report)]) == 0
-    assert "WER" in capsys.readouterr().out
+    assert main(["evaluate", str(tiny_ctc_nemo), str(tiny_corpus / "dev_manifest.json"), "--json", str(report),
+                 "--train-manifest", str(tiny_corpus / "train_manifest.json")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "WER" in out and "unseen in training:" in out
     data = json.loads(report.read_text())
     assert data["utterances"] == 12 and {"wer", "cer", "rtf", "parameters"} <= data.keys()
+    seen = data["seen_words"]  # dev sentences are disjoint from train ones, so some words are unseen
+    assert seen["seen_words"] + seen["unseen_words"] == data["reference_words"] and seen["unseen_words"] > 0
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nemo_encrl.evaluate import error_rates, evaluate_manifest
+from nemo_encrl.evaluate import error_rates, evaluate_manifest, seen_word_errors
 from nemo_encrl.teacher import TeacherError, load_ctc_model
 
 pytestmark = pytest.mark.slow
@@ -58,6 +58,16 @@ def test_error_rates_counts():
     r = error_rates(["the cat sat", "a dog"], ["the bat sat down", ""])
     assert (r["substitutions"], r["deletions"], r["insertions"], r["reference_words"]) == (1, 2, 1, 5)
     assert r["wer"] == pytest.approx(4 / 5)
+
+
+def test_seen_word_errors_split_misses_by_training_vocabulary():
+    # 'zyx' and 'qua' are unseen; 'the' and 'cat' seen. Misses: 'cat' (substituted), 'qua' (deleted);
+    # the inserted 'down' belongs to no reference word.
+    r = seen_word_errors(["the cat zyx", "qua the"], ["the bat zyx down", "the"], {"the", "cat"})
+    assert (r["seen_words"], r["unseen_words"]) == (3, 2)
+    assert r["unseen_rate"] == pytest.approx(2 / 5)
+    assert r["seen_missed"] == pytest.approx(1 / 3) and r["unseen_missed"] == pytest.approx(1 / 2)
+    assert seen_word_errors(["a b"], ["a b"], {"a", "b"})["unseen_missed"] is None
 
 
 def test_stock_nemo_restores_without_plugin(tiny_ctc_nemo: Path, tiny_corpus: Path):
