@@ -2,7 +2,8 @@
 
 Every run gets the same wall-clock budget on the same machine (the teacher's forward passes inside
 stage 1 count). Each run lives in its own folder with its exp_manager checkpoints and, once done, a
-`result.json`; a killed bench resumes the unfinished run and skips the finished ones. The report
+`result.json`; a killed bench skips the finished runs and starts the unfinished one over (a run
+is at most `budget_minutes` long, and only a whole run keeps its equal-budget accounting exact). The report
 (`docs/RESULTS.md` and PNG plots) is regenerated from those files.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -26,10 +28,10 @@ STAGE1_LOSSES = {  # stage-1 loss weights of the distillation methods
     "mse_only": {"clip": 0.0, "mse_logprobs": 1.0, "kl": 0.0},
     "kd": {"clip": 0.0, "mse_logprobs": 0.0, "kl": 1.0},
 }
-METHODS = ("scratch", *STAGE1_LOSSES, "prune_layers", "prune_l1")
+METHODS = ("scratch", *STAGE1_LOSSES, "prune_layers", "prune_l1", "prune_l1_size")
 LABELS = {"scratch": "scratch (CTC)", "encrl": "EncRL (CLIP+MSE)", "clip_only": "EncRL CLIP only",
           "mse_only": "EncRL MSE only", "kd": "logit KD (KL)", "prune_layers": "pruned: teacher layers",
-          "prune_l1": "pruned: L1 unstructured"}  # fmt: skip
+          "prune_l1": "pruned: L1 unstructured", "prune_l1_size": "pruned: L1 global, student size"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,13 +111,17 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
                 *_encoder_overrides(size)]  # fmt: skip
         remaining = budget
     else:
-        teacher = load_ctc_model(path=cfg.teacher)
-        if run.method == "prune_layers":
-            from nemo_encrl.student import student_from_scratch
+        from nemo_encrl.student import student_from_scratch
 
-            target = student_from_scratch(teacher, OmegaConf.merge(teacher.cfg.encoder, size))
-            depth = _layers_for_size(teacher, sum(p.numel() for p in target.parameters()))
+        teacher = load_ctc_model(path=cfg.teacher)
+        student = student_from_scratch(teacher, OmegaConf.merge(teacher.cfg.encoder, size))
+        student_params = sum(p.numel() for p in student.parameters())
+        if run.method == "prune_layers":
+            depth = _layers_for_size(teacher, student_params)
             init = ["init.from=teacher", f"init.teacher={cfg.teacher}", f"init.depths=[{depth}]"]
+        elif run.method == "prune_l1_size":
+            init = ["init.from=teacher", f"init.teacher={cfg.teacher}",
+                    f"init.depths=[{len(teacher.encoder.layers)}]", f"init.prune_to_parameters={student_params}"]  # fmt: skip
         else:
             init = ["init.from=teacher", f"init.teacher={cfg.teacher}",
                     f"init.depths=[{len(teacher.encoder.layers)}]", f"init.prune_l1={cfg.prune_l1_amount}"]  # fmt: skip
@@ -168,6 +174,9 @@ def run_bench(cfg: DictConfig) -> Path:
         if result_file.exists():
             print(f"[bench {i}/{len(runs)}] {run.name}: done before, skipped", flush=True)
             continue
+        if folder.exists():  # killed mid-run: its wall-clock so far is unknown, so the run starts over
+            print(f"[bench {i}/{len(runs)}] {run.name}: unfinished, starting it over", flush=True)
+            shutil.rmtree(folder)
         print(f"[bench {i}/{len(runs)}] {run.name}: {LABELS[run.method]}, {cfg.budget_minutes[run.size]} min", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
         trained = train_run(run, cfg, corpus, folder)
@@ -343,7 +352,7 @@ def _versus_paper(cfg, results: dict, summary: dict) -> list[str]:
                          f"({pct(scratch['curve'][-1]['val_wer'])}) within its budget (paper: ~3x fewer epochs): does not hold.")  # fmt: skip
     size = cfg.extra_size
     enc = summary.get((size, "encrl"))
-    for method in ("prune_layers", "prune_l1", "kd", "clip_only", "mse_only"):
+    for method in ("prune_layers", "prune_l1", "prune_l1_size", "kd", "clip_only", "mse_only"):
         other = summary.get((size, method))
         if enc and other:
             better = "EncRL better" if enc["wer"] < other["wer"] else "EncRL not better"

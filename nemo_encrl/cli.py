@@ -9,9 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from nemo_encrl.config import CONF_DIR, REPO_ROOT
-
-DEFAULT_TEACHER = REPO_ROOT / "models" / "demo_teacher.nemo"
+from nemo_encrl.config import CONF_DIR
 log = logging.getLogger("nemo_encrl")
 
 
@@ -110,9 +108,10 @@ def _evaluate(args) -> dict:
 
 
 def _demo(args) -> dict:
+    from nemo_encrl.config import load_config
     from nemo_encrl.pipeline import run_demo
 
-    return run_demo(args)
+    return run_demo(load_config("demo", args.config, args.overrides))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,20 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's training manifest: also report errors on words seen / unseen in its transcripts")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("demo", help="the README's main job on the offline default, end to end")
-    p.add_argument("--profile", default="demo", help="corpus profile (conf/corpus/)")
-    p.add_argument("--teacher", default=str(DEFAULT_TEACHER), help="teacher .nemo to reuse")
-    p.add_argument("--retrain-teacher", action="store_true", help="train a new teacher on the profile's train split")
-    p.add_argument("--teacher-budget", default="00:00:10:00", help="wall-clock limit for --retrain-teacher (DD:HH:MM:SS)")
-    p.add_argument("--teacher-overrides", nargs="*", default=[], help="overrides for the teacher config")
-    p.add_argument("--teacher-only", action="store_true", help="stop after scoring the teacher")
-    p.add_argument("--depths", type=int, nargs="+", default=[6, 3], help="student depths cut from the stage-1 student")
-    p.add_argument("--stage1-minutes", type=float, default=3.0, help="wall-clock of EncRL stage 1")
-    p.add_argument("--stage2-minutes", type=float, default=2.5, help="wall-clock of CTC finetuning, per depth")
-    p.add_argument("--stage1-overrides", nargs="*", default=[], help="overrides for conf/encrl/encrl_clip_mse.yaml")
-    p.add_argument("--stage2-overrides", nargs="*", default=[], help="overrides for conf/finetune/ctc_finetune.yaml")
-    p.add_argument("--out", default="runs/demo", help="output folder")
-    p.add_argument("--workers", type=int, default=2)
+    p = sub.add_parser("demo", help="the README's main job on the offline default, end to end (conf/demo/)")
+    p.add_argument("--config", default="demo", help="name in conf/demo/ or a YAML path")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. teacher_only=true 'depths=[6,4,2]'")
     p.set_defaults(func=_demo)
     return parser
 

@@ -4,7 +4,8 @@
 finetunes each; `init.from: scratch` trains the same architecture from random weights with the
 teacher's tokenizer and preprocessor: the baseline, through the very same code path. The pruning
 baselines go the same way: `init.from: teacher` keeps the teacher's first k layers (whole-layer
-pruning), and `init.prune_l1` additionally applies torch's L1-unstructured pruning.
+pruning), and `init.prune_l1` (a fraction of each attention/feed-forward weight) or
+`init.prune_to_parameters` (all weights together, to a parameter count) add torch's L1-unstructured pruning.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo.utils import logging
 
-from nemo_encrl.pruning import MakePruningPermanent, l1_prune
+from nemo_encrl.pruning import MakePruningPermanent, l1_prune, l1_prune_to_size
 from nemo_encrl.student import StudentError, cut_to_depth, load_stage1, student_from_scratch, student_from_stage1
 from nemo_encrl.teacher import load_ctc_model
 from nemo_encrl.training import check_data, run_training
@@ -86,8 +87,14 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         elif source == "teacher":
             def build(model_cfg, trainer, depth=depth):
                 model = cut_to_depth(teacher, depth, init.get("decoder", "stage1"), model_cfg, trainer, what="teacher")
+                if init.get("prune_l1") and init.get("prune_to_parameters"):
+                    raise StudentError("init.prune_l1 and init.prune_to_parameters: choose one pruning")
                 if init.get("prune_l1"):  # masks stay on while finetuning; folded in before the .nemo is saved
                     l1_prune(model, float(init.prune_l1))
+                    trainer.callbacks.append(MakePruningPermanent())
+                if init.get("prune_to_parameters"):
+                    sparsity = l1_prune_to_size(model, int(init.prune_to_parameters))
+                    logging.info(f"global L1 pruning: {100 * sparsity:.1f}% of the Linear/conv weights zeroed")
                     trainer.callbacks.append(MakePruningPermanent())
                 return model
         else:

@@ -10,10 +10,13 @@ import logging
 import time
 from pathlib import Path
 
-from nemo_encrl.config import CONF_DIR, load_config
+from omegaconf import DictConfig
+
+from nemo_encrl.config import CONF_DIR, REPO_ROOT, load_config
 from nemo_encrl.training import max_time
 
 log = logging.getLogger("nemo_encrl")
+SHIPPED_TEACHER = REPO_ROOT / "models" / "demo_teacher.nemo"
 
 
 def _timed(result_file: Path, fn) -> float:
@@ -29,7 +32,7 @@ def _timed(result_file: Path, fn) -> float:
     return seconds
 
 
-def run_demo(args) -> dict:
+def run_demo(cfg: DictConfig) -> dict:
     from nemo_encrl.data.corpus import build_corpus, load_profile
     from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
     from nemo_encrl.finetune import finetune_students
@@ -37,28 +40,29 @@ def run_demo(args) -> dict:
     from nemo_encrl.training import fit_ctc_bpe, fit_encrl
 
     start = time.time()
-    out = Path(args.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    profile = load_profile(args.profile, CONF_DIR)
+    profile = load_profile(cfg.profile, CONF_DIR)
     corpus = Path("data/corpus") / profile.name
     data = [f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
             f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json"]  # fmt: skip
-    steps = 3 if args.teacher_only else 6
+    students = [*data, *cfg.overrides]  # every student run: stage 1, stage 2, scratch
+    steps = 3 if cfg.teacher_only else 6
     log.info("[1/%d] corpus '%s' -> %s", steps, profile.name, corpus)
-    build_corpus(profile, corpus, num_workers=args.workers)
+    build_corpus(profile, corpus, num_workers=int(cfg.workers))
 
-    teacher_path = Path(args.teacher)
-    if args.retrain_teacher or not teacher_path.exists():
-        why = "--retrain-teacher" if args.retrain_teacher else f"{teacher_path} not found"
-        log.info("[2/%d] training a teacher (%s), budget %s", steps, why, args.teacher_budget)
-        cfg = load_config("teacher", "conformer_ctc_bpe_demo", [
+    teacher_path = Path(cfg.teacher or SHIPPED_TEACHER)
+    if cfg.retrain_teacher or not teacher_path.exists():
+        why = "retrain_teacher=true" if cfg.retrain_teacher else f"{teacher_path} not found"
+        log.info("[2/%d] training a teacher (%s), budget %s", steps, why, cfg.teacher_budget)
+        teacher_cfg = load_config("teacher", "conformer_ctc_bpe_demo", [
             *data, f"model.test_ds.manifest_filepath={corpus}/test_manifest.json",
             f"model.tokenizer.dir={out}/tokenizer", f"exp_manager.exp_dir={out}/teacher_runs",
-            f"+trainer.max_time={args.teacher_budget}", f"output_nemo={out}/teacher.nemo", *args.teacher_overrides,
+            f"+trainer.max_time={cfg.teacher_budget}", f"output_nemo={out}/teacher.nemo", *cfg.teacher_overrides,
         ])  # fmt: skip
-        teacher_path = fit_ctc_bpe(cfg)
+        teacher_path = fit_ctc_bpe(teacher_cfg)
     else:
-        log.info("[2/%d] reusing teacher %s (--retrain-teacher trains a new one)", steps, teacher_path)
+        log.info("[2/%d] reusing teacher %s (retrain_teacher=true trains a new one)", steps, teacher_path)
 
     test = corpus / "test_manifest.json"
     rows = []
@@ -74,43 +78,43 @@ def run_demo(args) -> dict:
 
     log.info("[3/%d] evaluating the teacher on %s", steps, test)
     evaluate("teacher", teacher_path, "teacher", None)
-    if args.teacher_only:
+    if cfg.teacher_only:
         return _finish(rows, out, start)
 
     stage1_nemo = out / "stage1" / "encrl_stage1.nemo"
-    log.info("[4/%d] EncRL stage 1 (CLIP + MSE) for %.1f min -> %s", steps, args.stage1_minutes, stage1_nemo)
+    log.info("[4/%d] EncRL stage 1 (CLIP + MSE) for %.1f min -> %s", steps, cfg.stage1_minutes, stage1_nemo)
     stage1_cfg = load_config("encrl", "encrl_clip_mse", [
-        f"model.teacher.path={teacher_path}", *data, f"exp_manager.exp_dir={out}/stage1",
-        f"output_nemo={stage1_nemo}", f"+trainer.max_time={max_time(60 * args.stage1_minutes)}", "trainer.max_steps=-1",
-        f"model.encoder.n_layers={max(args.depths)}", *args.stage1_overrides,
+        f"model.teacher.path={teacher_path}", *students, f"exp_manager.exp_dir={out}/stage1",
+        f"output_nemo={stage1_nemo}", f"+trainer.max_time={max_time(60 * cfg.stage1_minutes)}", "trainer.max_steps=-1",
+        f"model.encoder.n_layers={max(cfg.depths)}", *cfg.stage1_overrides,
     ])  # fmt: skip
     t_stage1 = _timed(stage1_nemo, lambda: fit_encrl(stage1_cfg))
 
-    log.info("[5/%d] stage 2: CTC finetuning at depths %s, %.1f min each", steps, args.depths, args.stage2_minutes)
+    log.info("[5/%d] stage 2: CTC finetuning at depths %s, %.1f min each", steps, list(cfg.depths), cfg.stage2_minutes)
     stage2 = {}
-    for depth in args.depths:
+    for depth in cfg.depths:
         nemo = out / "stage2" / f"student_stage1_L{depth}.nemo"
-        cfg = load_config("finetune", "ctc_finetune", [
+        stage2_cfg = load_config("finetune", "ctc_finetune", [
             "init.from=stage1", f"init.stage1={stage1_nemo}", f"init.depths=[{depth}]", f"output_dir={out}/stage2",
-            *data, f"exp_manager.exp_dir={out}/stage2", f"+trainer.max_time={max_time(60 * args.stage2_minutes)}",
-            "trainer.max_epochs=-1", *args.stage2_overrides,
+            *students, f"exp_manager.exp_dir={out}/stage2", f"+trainer.max_time={max_time(60 * cfg.stage2_minutes)}",
+            "trainer.max_epochs=-1", *cfg.finetune_overrides,
         ])  # fmt: skip
-        stage2[depth] = _timed(nemo, lambda cfg=cfg: finetune_students(cfg))
+        stage2[depth] = _timed(nemo, lambda c=stage2_cfg: finetune_students(c))
 
     log.info("[6/%d] the same students from scratch, each on EncRL's total wall-clock (stage 1 + its stage 2)",
              steps)  # fmt: skip
     scratch = {}
-    for depth in args.depths:
+    for depth in cfg.depths:
         nemo = out / "scratch" / f"student_scratch_L{depth}.nemo"
         budget = (t_stage1 + stage2[depth]) / 60
-        cfg = load_config("finetune", "ctc_finetune", [
+        scratch_cfg = load_config("finetune", "ctc_finetune", [
             "init.from=scratch", f"init.teacher={teacher_path}", f"init.stage1={stage1_nemo}", "init.architecture=stage1",
-            f"init.depths=[{depth}]", f"output_dir={out}/scratch", *data, f"exp_manager.exp_dir={out}/scratch",
-            f"+trainer.max_time={max_time(60 * budget)}", "trainer.max_epochs=-1", *args.stage2_overrides,
+            f"init.depths=[{depth}]", f"output_dir={out}/scratch", *students, f"exp_manager.exp_dir={out}/scratch",
+            f"+trainer.max_time={max_time(60 * budget)}", "trainer.max_epochs=-1", *cfg.scratch_overrides,
         ])  # fmt: skip
-        scratch[depth] = _timed(nemo, lambda cfg=cfg: finetune_students(cfg))
+        scratch[depth] = _timed(nemo, lambda c=scratch_cfg: finetune_students(c))
 
-    for depth in args.depths:
+    for depth in cfg.depths:
         evaluate(f"encrl_L{depth}", out / "stage2" / f"student_stage1_L{depth}.nemo", "EncRL (stage 1 + 2)",
                  t_stage1 + stage2[depth])  # fmt: skip
         evaluate(f"scratch_L{depth}", out / "scratch" / f"student_scratch_L{depth}.nemo", "scratch (CTC)",

@@ -1,5 +1,6 @@
-"""The pruning baseline: torch's L1-unstructured pruning of a CTC model's attention and feed-forward
-weights, kept during CTC finetuning (masks stay applied) and made permanent before saving.
+"""The pruning baselines: torch's L1-unstructured pruning of a CTC model's attention and feed-forward
+weights (a fraction per layer), or of all its weights together down to a parameter count; the masks
+stay applied while finetuning with CTC and are made permanent before saving.
 (Whole-layer pruning is `nemo_encrl.student.cut_to_depth` applied to the teacher.)"""
 
 from __future__ import annotations
@@ -25,6 +26,23 @@ def l1_prune(model: torch.nn.Module, amount: float, blocks: tuple[str, ...] = PR
     return len(targets)
 
 
+def l1_prune_to_size(model: torch.nn.Module, nonzero_target: int) -> float:
+    """Zero the smallest-magnitude weights of all Linear and convolution layers of the encoder and the
+    CTC head together (torch's global L1-unstructured pruning) until `nonzero_target` parameters stay
+    nonzero: the teacher pruned to a student's size. Returns the fraction of those weights zeroed."""
+    weighted = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+    targets = [(m, "weight") for part in (model.encoder, model.decoder) for m in part.modules() if isinstance(m, weighted)]
+    prunable = sum(m.weight.numel() for m, _ in targets)
+    to_zero = nonzero_parameters(model) - nonzero_target
+    if not 0 < to_zero < prunable:
+        raise ValueError(
+            f"cannot prune {type(model).__name__} ({nonzero_parameters(model)} nonzero parameters, {prunable} in "
+            f"Linear/conv weights) to {nonzero_target} nonzero parameters"
+        )
+    prune.global_unstructured(targets, pruning_method=prune.L1Unstructured, amount=int(to_zero))
+    return to_zero / prunable
+
+
 def make_pruning_permanent(model: torch.nn.Module) -> int:
     """Fold the masks into the weights (plain state dict keys again, zeros stay zeros)."""
     folded = 0
@@ -36,7 +54,14 @@ def make_pruning_permanent(model: torch.nn.Module) -> int:
 
 
 def nonzero_parameters(model: torch.nn.Module) -> int:
-    return int(sum((p != 0).sum() for p in model.parameters()))
+    """Nonzero parameters; while pruning masks are on, a pruned weight counts as masked (`weight`, not
+    the `weight_orig` parameter torch keeps beside the mask)."""
+    count = 0
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            value = getattr(module, name.removesuffix("_orig")) if name.endswith("_orig") else param
+            count += int((value != 0).sum())
+    return count
 
 
 class MakePruningPermanent(pl.Callback):

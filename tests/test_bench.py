@@ -18,8 +18,8 @@ def test_plan_sizes_seeds_and_extras():
     assert Run("encrl", "small", 2) in runs and Run("scratch", "small", 2) in runs
     assert Run("encrl", "medium", 2) not in runs and Run("encrl", "medium", 1) in runs
     assert {r.method for r in runs if r.size == "small"} == {"scratch", "encrl", "clip_only", "mse_only", "kd",
-                                                             "prune_layers", "prune_l1"}
-    assert len(runs) == len(set(runs)) == 11
+                                                             "prune_layers", "prune_l1", "prune_l1_size"}
+    assert len(runs) == len(set(runs)) == 12
     with pytest.raises(ValueError, match=r"unknown bench methods \['distil'\]"):
         plan_runs(load_config("bench", "quick", ["methods.extra=[distil]"]))
 
@@ -61,7 +61,7 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     cfg = load_config("bench", "quick", [f"teacher={tiny_ctc_nemo}", "corpus=tiny", f"out_dir={tmp_path}/bench",
                                          f"report={tmp_path}/docs/RESULTS.md", "~sizes.medium",
                                          "~budget_minutes.medium", "budget_minutes.small=0.2", "speed.utterances=3",
-                                         "methods.extra=[kd,prune_layers,prune_l1]", "command=test",
+                                         "methods.extra=[kd,prune_layers,prune_l1,prune_l1_size]", "command=test",
                                          f"notes={tmp_path}/notes.md"])  # fmt: skip
     (tmp_path / "notes.md").write_text("Read after the run.")
     with open_dict(cfg):
@@ -77,6 +77,10 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     assert 0 < encrl["stage1_seconds"] < encrl["budget_seconds"] + 60
     pruned = json.loads((tmp_path / "bench" / "prune_l1_small_s1" / "result.json").read_text())
     assert pruned["nonzero_parameters"] < pruned["parameters"]
+    sized = json.loads((tmp_path / "bench" / "prune_l1_size_small_s1" / "result.json").read_text())
+    scratch = json.loads((tmp_path / "bench" / "scratch_small_s1" / "result.json").read_text())
+    assert sized["parameters"] == pruned["parameters"]  # the teacher's architecture ...
+    assert abs(sized["nonzero_parameters"] - scratch["parameters"]) < 0.01 * scratch["parameters"]  # ... at the student's size
     layers = ASRModel.restore_from(json.loads((tmp_path / "bench" / "prune_layers_small_s1" / "result.json")
                                               .read_text())["nemo"], map_location="cpu")  # fmt: skip
     assert layers.cfg.encoder.d_model == 32  # the teacher's width, fewer layers
@@ -84,11 +88,14 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     assert "Read after the run." in text  # the hand-written notes file is appended
     assert (tmp_path / "docs" / "plots" / "quick_dev_wer.png").stat().st_size > 1000
     capsys.readouterr()
-    # resumable: finished runs are skipped, a deleted result is redone
+    # resumable: finished runs are skipped, a run without its result (killed mid-run) starts over
     (tmp_path / "bench" / "kd_small_s1" / "result.json").unlink()
+    (tmp_path / "bench" / "kd_small_s1" / "stale").write_text("left by the killed run")
     run_bench(cfg)
     out = capsys.readouterr().out
-    assert out.count("done before, skipped") == 6 and "kd_small_s1: logit KD" in out
+    assert out.count("done before, skipped") == 7 and "kd_small_s1: unfinished, starting it over" in out
+    assert "kd_small_s1: logit KD" in out and not (tmp_path / "bench" / "kd_small_s1" / "stale").exists()
+    assert (tmp_path / "bench" / "kd_small_s1" / "result.json").exists()
 
 
 def test_layers_for_size_matches_parameter_count(tiny_ctc_nemo):

@@ -62,9 +62,8 @@ def test_demo_pipeline_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeyp
     from conftest import TINY_STUDENT_OVERRIDES
 
     monkeypatch.chdir(tmp_path)
-    argv = ["demo", "--profile", "tiny", "--teacher", str(tiny_ctc_nemo), "--out", "out", "--depths", "2", "1",
-            "--stage1-minutes", "0.2", "--stage2-minutes", "0.2",
-            "--stage1-overrides", *TINY_STUDENT_OVERRIDES, "--stage2-overrides", *TINY_STUDENT_OVERRIDES]  # fmt: skip
+    argv = ["demo", "profile=tiny", f"teacher={tiny_ctc_nemo}", "out=out", "depths=[2,1]",
+            "stage1_minutes=0.2", "stage2_minutes=0.2", f"overrides=[{','.join(TINY_STUDENT_OVERRIDES)}]"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     table = (tmp_path / "out" / "results.md").read_text()
@@ -88,8 +87,8 @@ def test_demo_retrains_teacher_on_request(tmp_path, monkeypatch, capsys):
     from conftest import TINY_MODEL_OVERRIDES
 
     monkeypatch.chdir(tmp_path)
-    argv = ["demo", "--profile", "tiny", "--retrain-teacher", "--teacher-only", "--out", "out",
-            "--teacher-overrides", *TINY_MODEL_OVERRIDES]  # fmt: skip
+    argv = ["demo", "profile=tiny", "retrain_teacher=true", "teacher_only=true", "out=out",
+            f"teacher_overrides=[{','.join(TINY_MODEL_OVERRIDES)}]"]  # fmt: skip
     assert main(argv) == 0
     assert (tmp_path / "out" / "teacher.nemo").exists()
     assert "| teacher |" in capsys.readouterr().out

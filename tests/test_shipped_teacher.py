@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nemo_encrl.cli import DEFAULT_TEACHER
+from nemo_encrl.pipeline import SHIPPED_TEACHER
 from nemo_encrl.evaluate import evaluate_manifest
 from nemo_encrl.teacher import load_ctc_model
 
@@ -13,8 +13,8 @@ from nemo_encrl.teacher import load_ctc_model
 def test_shipped_teacher_is_a_small_conformer_ctc_bpe():
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
-    assert DEFAULT_TEACHER.stat().st_size <= 25 * 2**20
-    model = load_ctc_model(path=DEFAULT_TEACHER)
+    assert SHIPPED_TEACHER.stat().st_size <= 25 * 2**20
+    model = load_ctc_model(path=SHIPPED_TEACHER)
     assert type(model) is EncDecCTCModelBPE
     assert model.cfg.encoder._target_.endswith("ConformerEncoder") and model.cfg.encoder.subsampling_factor == 4
     assert 5e6 <= sum(p.numel() for p in model.parameters()) <= 15e6
@@ -23,6 +23,6 @@ def test_shipped_teacher_is_a_small_conformer_ctc_bpe():
 
 @pytest.mark.slow
 def test_shipped_teacher_transcribes_unseen_voices(tiny_corpus: Path):
-    report = evaluate_manifest(load_ctc_model(path=DEFAULT_TEACHER), tiny_corpus / "test_manifest.json")
+    report = evaluate_manifest(load_ctc_model(path=SHIPPED_TEACHER), tiny_corpus / "test_manifest.json")
     # measured 40.3% WER (13.6% CER) for the epoch-12 teacher of 2026-11-24; a regression fails this
     assert report["wer"] < 0.5 and report["cer"] < 0.2, report["examples"]

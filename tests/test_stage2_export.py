@@ -128,6 +128,19 @@ def test_finetune_depth_too_large_fails_before_training(tiny_encrl_nemo, tiny_co
     assert not (tmp_path / "students").exists()
 
 
+def test_l1_prune_to_size_leaves_the_asked_number_of_parameters(tiny_ctc_nemo):
+    from nemo_encrl.pruning import l1_prune_to_size, make_pruning_permanent, nonzero_parameters
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=tiny_ctc_nemo)
+    total = nonzero_parameters(model)
+    sparsity = l1_prune_to_size(model, total // 4)
+    assert abs(nonzero_parameters(model) - total // 4) <= 0.001 * total and 0.7 < sparsity < 0.8
+    assert make_pruning_permanent(model) > 0 and abs(nonzero_parameters(model) - total // 4) <= 0.001 * total
+    with pytest.raises(ValueError, match="cannot prune .* to 5 nonzero parameters"):
+        l1_prune_to_size(load_ctc_model(path=tiny_ctc_nemo), 5)  # more than the weights' share of the model
+
+
 def test_pruning_baselines_same_code_path(tiny_ctc_nemo, tiny_corpus, tmp_path):
     """init.from=teacher keeps the teacher's first layers; prune_l1 zeroes ~that fraction of attention/FF
     weights during finetuning and saves plain (mask-free) weights."""
@@ -148,5 +161,8 @@ def test_pruning_baselines_same_code_path(tiny_ctc_nemo, tiny_corpus, tmp_path):
     w = pruned.encoder.layers[0].feed_forward1.linear1.weight
     assert 0.45 < float((w == 0).float().mean()) < 0.55
     assert not any("weight_orig" in k for k in pruned.state_dict())
+    with pytest.raises(StudentError, match="choose one pruning"):
+        finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[2]", "init.prune_l1=0.5",
+                                                                          "init.prune_to_parameters=1000"]))  # fmt: skip
     with pytest.raises(StudentError, match=r"init.depths \[9\] not possible: the teacher has 2 layers"):
         finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[9]"]))
