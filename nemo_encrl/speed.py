@@ -4,6 +4,9 @@ Both time the same thing, mel features -> encoder -> CTC log-probabilities, per 
 preprocessor runs in PyTorch for both, outside the timed region, as NeMo's ONNX graph excludes it).
 Each pass over the utterances is timed `repeats` times and the fastest pass counts, as `timeit`
 advises: other processes only ever make a pass slower, so the minimum is the least noisy estimate.
+`paired_speeds` times several models one after another in one fresh process, so that a ratio of two
+of them is not skewed by what a long-running process left behind (worker processes, thread pools)
+or by the machine's speed drifting between measurements minutes apart.
 """
 
 from __future__ import annotations
@@ -74,3 +77,29 @@ def onnx_rtf(model, onnx_path: str | Path, wavs: list[str], threads: int = 2, re
         return f
 
     return _best_pass(lambda feats, lengths: session.run(None, feed(feats, lengths)), items, repeats)
+
+
+def model_speeds(nemo: str, onnx_dir: str, wavs: list[str], threads: int, repeats: int) -> dict:
+    """PyTorch and ONNX Runtime real-time factors of one .nemo (its ONNX file is exported and removed here)."""
+    from nemo_encrl.export import export_onnx
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=nemo)
+    onnx = export_onnx(model, Path(onnx_dir) / f"{Path(nemo).stem}.onnx")
+    try:
+        return {"rtf_pytorch": pytorch_rtf(model, wavs, threads, repeats), "rtf_onnx": onnx_rtf(model, onnx, wavs, threads, repeats)}
+    finally:
+        onnx.unlink()
+
+
+def _speeds_of(models: dict[str, str], onnx_dir: str, wavs: list[str], threads: int, repeats: int) -> dict:
+    return {name: model_speeds(nemo, onnx_dir, wavs, threads, repeats) for name, nemo in models.items()}
+
+
+def paired_speeds(models: dict[str, str], onnx_dir: str | Path, wavs: list[str], threads: int = 2, repeats: int = 3) -> dict:
+    """{name: {"rtf_pytorch", "rtf_onnx"}} for each .nemo in `models`, all measured in one new process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_speeds_of, dict(models), str(onnx_dir), list(wavs), threads, repeats).result()

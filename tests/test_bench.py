@@ -72,6 +72,8 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     for name in ("encrl_small_s1", "encrl_small_s2", "scratch_small_s2", "kd_small_s1", "prune_l1_small_s1"):
         result = json.loads((tmp_path / "bench" / name / "result.json").read_text())
         assert result["rtf_onnx"] > 0 and result["rtf_pytorch"] > 0 and 0 <= result["wer"]
+        assert result["rtf_onnx_teacher"] > 0 and result["rtf_pytorch_teacher"] > 0  # timed beside the run's model
+        assert not list((tmp_path / "bench" / name).glob("*.onnx"))  # the number is kept, not the file
         assert result["stage2_seconds"] > 0 and f"| {name} |" in text
     encrl = json.loads((tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text())
     assert 0 < encrl["stage1_seconds"] < encrl["budget_seconds"] + 60
