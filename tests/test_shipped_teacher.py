@@ -24,5 +24,6 @@ def test_shipped_teacher_is_a_small_conformer_ctc_bpe():
 @pytest.mark.slow
 def test_shipped_teacher_transcribes_unseen_voices(tiny_corpus: Path):
     report = evaluate_manifest(load_ctc_model(path=SHIPPED_TEACHER), tiny_corpus / "test_manifest.json")
-    # measured 40.3% WER (13.6% CER) for the epoch-12 teacher of 2026-11-24; a regression fails this
-    assert report["wer"] < 0.5 and report["cer"] < 0.2, report["examples"]
+    # measured 31.0% WER (12.5% CER) for the phase-2 teacher of 2026-11-24 (the epoch-12 one: 40.3% / 13.6%);
+    # a regression to the earlier teacher or worse fails this
+    assert report["wer"] < 0.4 and report["cer"] < 0.16, report["examples"]
