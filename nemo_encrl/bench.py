@@ -196,6 +196,18 @@ def _to_target(curve: list[dict], target: float) -> tuple[int | None, float | No
     return None, None
 
 
+def _against_scratch(r: dict, results: dict) -> dict | None:
+    """The run against its scratch partner (same size and seed): scratch's final dev WER, the run's
+    stage-2 epochs and wall-clock to reach it (None if never), scratch's epochs and wall-clock."""
+    scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+    if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+        return None
+    target = scratch["curve"][-1]["val_wer"]
+    epochs, wall = _to_target(r["curve"], target)
+    return {"target": target, "epochs": epochs, "wall": wall, "scratch_epochs": len(scratch["curve"]),
+            "scratch_wall": scratch["curve"][-1]["wall_seconds"]}  # fmt: skip
+
+
 def _machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
@@ -250,17 +262,14 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
            "| run | target dev WER | stage-2 epochs to target | scratch epochs | ratio | stage-2 wall-clock | total wall-clock | scratch wall-clock |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
-        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
-        if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+        if not (v := _against_scratch(r, results)):
             continue
-        target = scratch["curve"][-1]["val_wer"]
-        epochs, wall = _to_target(r["curve"], target)
-        s_epochs = len(scratch["curve"])
+        target, epochs, wall, s_epochs = v["target"], v["epochs"], v["wall"], v["scratch_epochs"]
         ratio = f"{epochs / s_epochs:.2f}" if epochs else "not reached"
         stage2_wall = "-" if wall is None else f"{wall / 60:.1f} min"
         total_wall = "-" if wall is None else f"{(wall + r['stage1_seconds']) / 60:.1f} min"
         md.append(f"| {name} | {100 * target:.1f}% | {epochs or '-'} | {s_epochs} | {ratio} | {stage2_wall} | "
-                  f"{total_wall} | {scratch['curve'][-1]['wall_seconds'] / 60:.1f} min |")  # fmt: skip
+                  f"{total_wall} | {v['scratch_wall'] / 60:.1f} min |")  # fmt: skip
 
     # speed and size
     md += ["", "## Size and speed on this CPU", "",
@@ -314,10 +323,8 @@ def _targets(cfg, results, summary, teacher) -> list[str]:
             lines.append(f"| EncRL test WER >= 12.5% relative below scratch ({size}) | {100 * rel:.1f}% | "
                          f"{'yes' if rel >= 0.125 else 'no'} |")  # fmt: skip
     for name, r in results.items():
-        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
-        if r["method"] == "encrl" and scratch and scratch["curve"] and r["curve"]:
-            epochs, _ = _to_target(r["curve"], scratch["curve"][-1]["val_wer"])
-            ratio = epochs / len(scratch["curve"]) if epochs else None
+        if r["method"] == "encrl" and (v := _against_scratch(r, results)):
+            ratio = v["epochs"] / v["scratch_epochs"] if v["epochs"] else None
             measured = f"{ratio:.2f}" if ratio else "not reached"
             reached = "yes" if ratio and ratio <= 1 / 3 else "no"
             lines.append(f"| stage 2 reaches scratch's final dev WER in <= 1/3 of its epochs ({name}) | {measured} | {reached} |")
@@ -341,20 +348,18 @@ def _versus_paper(cfg, results: dict, summary: dict) -> list[str]:
                          f"scratch {pct(scr['wer'])} test WER at the same {cfg.budget_minutes[size]} min total, "
                          f"{100 * rel:+.1f}% relative (paper: up to 12.54% lower): {verdict}.")  # fmt: skip
     for name, r in results.items():
-        scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
-        if r["method"] != "encrl" or not scratch or not scratch["curve"] or not r["curve"]:
+        if r["method"] != "encrl" or not (v := _against_scratch(r, results)):
             continue
-        epochs, wall = _to_target(r["curve"], scratch["curve"][-1]["val_wer"])
-        s_epochs = len(scratch["curve"])
+        epochs, s_epochs = v["epochs"], v["scratch_epochs"]
         if epochs:
             lines.append(f"- Fewer epochs ({name}): stage 2 reached scratch's final dev WER "
-                         f"({pct(scratch['curve'][-1]['val_wer'])}) after {epochs} of scratch's {s_epochs} epochs "
+                         f"({pct(v['target'])}) after {epochs} of scratch's {s_epochs} epochs "
                          f"({s_epochs / epochs:.1f}x fewer; paper: ~3x); counting stage 1 too it took "
-                         f"{(wall + r['stage1_seconds']) / 60:.1f} min against scratch's "
-                         f"{scratch['curve'][-1]['wall_seconds'] / 60:.1f} min.")  # fmt: skip
+                         f"{(v['wall'] + r['stage1_seconds']) / 60:.1f} min against scratch's "
+                         f"{v['scratch_wall'] / 60:.1f} min.")  # fmt: skip
         else:
             lines.append(f"- Fewer epochs ({name}): stage 2 never reached scratch's final dev WER "
-                         f"({pct(scratch['curve'][-1]['val_wer'])}) within its budget (paper: ~3x fewer epochs): does not hold.")  # fmt: skip
+                         f"({pct(v['target'])}) within its budget (paper: ~3x fewer epochs): does not hold.")  # fmt: skip
     size = cfg.extra_size
     enc = summary.get((size, "encrl"))
     for method in ("prune_layers", "prune_l1", "prune_l1_size", "kd", "clip_only", "mse_only"):
