@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from nemo_encrl.config import CONF_DIR, load_config
 from nemo_encrl.training import max_time
 
-STAGE1_LOSSES = {  # stage-1 loss weights of the distillation methods
-    "encrl": {"clip": 1.0, "mse_logprobs": 1.0, "kl": 0.0},
-    "clip_only": {"clip": 1.0, "mse_logprobs": 0.0, "kl": 0.0},
-    "mse_only": {"clip": 0.0, "mse_logprobs": 1.0, "kl": 0.0},
-    "kd": {"clip": 0.0, "mse_logprobs": 0.0, "kl": 1.0},
+STAGE1_LOSSES = {  # loss weights that each distillation method sets over conf/encrl/encrl_clip_mse.yaml's
+    "encrl": {},                                                          # the config's CLIP + MSE terms
+    "clip_only": {"mse_logprobs": 0.0, "mse_encoder": 0.0, "hidden": 0.0},
+    "mse_only": {"clip": 0.0},
+    "kd": {"clip": 0.0, "mse_logprobs": 0.0, "mse_encoder": 0.0, "hidden": 0.0, "kl": 1.0},
 }
 METHODS = ("scratch", *STAGE1_LOSSES, "prune_layers", "prune_l1", "prune_l1_size")
 LABELS = {"scratch": "scratch (CTC)", "encrl": "EncRL (CLIP+MSE)", "clip_only": "EncRL CLIP only",

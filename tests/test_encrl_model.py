@@ -177,8 +177,12 @@ def test_bad_loss_config_is_named(tiny_ctc_nemo, tiny_corpus, tmp_path):
     cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "+model.loss.cosine={weight: 1.0}")
     with pytest.raises(EncRLConfigError, match=r"unknown model.loss terms \['cosine'\]"):
         EncRLModel(cfg.model)
-    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.clip.weight=0", "model.loss.mse_logprobs.weight=0")
+    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.clip.weight=0", "model.loss.mse_logprobs.weight=0",
+               "model.loss.mse_encoder.weight=0", "model.loss.hidden.weight=0")  # fmt: skip
     with pytest.raises(EncRLConfigError, match="every model.loss term has weight 0"):
+        EncRLModel(cfg.model)
+    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.hidden.pairs=every")
+    with pytest.raises(EncRLConfigError, match="hidden.pairs='every': use auto"):
         EncRLModel(cfg.model)
     cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "model.loss.hidden.weight=1.0", "model.loss.hidden.pairs=[[5,0]]")
     with pytest.raises(EncRLConfigError, match=r"hidden.pairs has \[5, 0\]: student layers are 0..1"):
@@ -198,3 +202,13 @@ def test_bf16_teacher_forward(tiny_ctc_nemo, tiny_corpus, tmp_path):
     assert (a - b).abs().max() < 0.5 and not torch.equal(a, b)
     with pytest.raises(ValueError, match="teacher.dtype='int8'"):
         EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path / "c", "model.teacher.dtype=int8").model)
+
+
+def test_default_hints_pair_every_student_layer(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """The shipped config hints every student layer (pairs: auto); cutting the student relies on it."""
+    model = EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path).model)
+    n_s, n_t = len(model.encoder.layers), len(model.teacher.encoder.layers)
+    assert [i for i, _ in model.hidden_pairs] == list(range(n_s))
+    assert model.hidden_pairs[-1] == (n_s - 1, n_t - 1)
+    _, terms, _ = model._step_losses(next(iter(model._train_dl)))
+    assert {"clip", "mse_logprobs", "mse_encoder", "hidden"} <= set(terms)

@@ -82,6 +82,15 @@ def derive_config(cfg: DictConfig, teacher) -> DictConfig:
     return cfg
 
 
+def proportional_layer_pairs(n_student: int, n_teacher: int) -> list[tuple[int, int]]:
+    """Every student layer i paired with the teacher layer at the same relative depth, last with last.
+
+    Hints on every layer keep each prefix of the student teacher-like, which is what cutting the
+    stage-1 student to fewer layers in stage 2 relies on.
+    """
+    return [(i, math.ceil((i + 1) * n_teacher / n_student) - 1) for i in range(n_student)]
+
+
 class EncRLModel(EncDecCTCModelBPE):
     """Stage 1 of EncRL (Hannan et al., 2025): CLIP + MSE alignment of a student with a frozen teacher."""
 
@@ -153,8 +162,16 @@ class EncRLModel(EncDecCTCModelBPE):
             torch.nn.Linear(d_s, d_t) if loss.get("mse_encoder", {}).get("weight", 0) > 0 and d_s != d_t else None
         )
         hidden = loss.get("hidden", {})
-        self.hidden_pairs = [tuple(int(i) for i in p) for p in hidden.get("pairs", [])] if hidden.get("weight", 0) else []
         n_s, n_t = len(self.encoder.layers), len(self.teacher.encoder.layers)
+        pairs = hidden.get("pairs", "auto")
+        if not hidden.get("weight", 0):
+            self.hidden_pairs = []
+        elif pairs == "auto":
+            self.hidden_pairs = proportional_layer_pairs(n_s, n_t)
+        elif isinstance(pairs, str):
+            raise EncRLConfigError(f"model.loss.hidden.pairs={pairs!r}: use auto or a list of [student_layer, teacher_layer]")
+        else:
+            self.hidden_pairs = [tuple(int(i) for i in p) for p in pairs]
         for i, j in self.hidden_pairs:
             if not (0 <= i < n_s and 0 <= j < n_t):
                 raise EncRLConfigError(
