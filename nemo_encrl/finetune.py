@@ -107,5 +107,8 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         path = run_training(run, build)
         results[depth] = {"nemo": str(path), "train_seconds": round(time.time() - start, 1)}
         summary_path.parent.mkdir(parents=True, exist_ok=True)
-        summary_path.write_text(json.dumps(results, indent=1))
+        # runs of other depths into the same output_dir (e.g. one call per depth) stay listed
+        earlier = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        earlier.update({str(d): r for d, r in results.items()})
+        summary_path.write_text(json.dumps(dict(sorted(earlier.items(), key=lambda kv: int(kv[0]))), indent=1))
     return results

@@ -166,3 +166,17 @@ def test_pruning_baselines_same_code_path(tiny_ctc_nemo, tiny_corpus, tmp_path):
                                                                           "init.prune_to_parameters=1000"]))  # fmt: skip
     with pytest.raises(StudentError, match=r"init.depths \[9\] not possible: the teacher has 2 layers"):
         finetune_students(load_config("finetune", "ctc_finetune", base + ["init.depths=[9]"]))
+
+
+def test_summary_keeps_depths_of_earlier_calls(tmp_path, monkeypatch):
+    """One call per depth into the same output_dir (as the demo does) lists every depth."""
+    from nemo_encrl import finetune
+    from nemo_encrl.config import load_config
+
+    monkeypatch.setattr(finetune, "check_data", lambda cfg: None)
+    monkeypatch.setattr(finetune, "run_training", lambda run, build: run.output_nemo)
+    for depth in (6, 3):
+        finetune.finetune_students(load_config("finetune", "ctc_finetune", [
+            "init.from=scratch", "init.teacher=unused.nemo", f"init.depths=[{depth}]", f"output_dir={tmp_path}"]))  # fmt: skip
+    summary = json.loads((tmp_path / "summary_scratch.json").read_text())
+    assert list(summary) == ["3", "6"] and summary["6"]["nemo"].endswith("student_scratch_L6.nemo")
