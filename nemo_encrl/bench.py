@@ -9,6 +9,7 @@ is at most `budget_minutes` long, and only a whole run keeps its equal-budget ac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import shutil
@@ -154,17 +155,71 @@ def measure(nemo: str, corpus: Path, folder: Path, cfg: DictConfig) -> dict:
     return report
 
 
+class StaleRunError(RuntimeError):
+    pass
+
+
+def _file_digest(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def run_settings(run: Run | None, cfg: DictConfig) -> dict:
+    """Everything a finished run's numbers depend on; a re-run with other settings must not reuse it."""
+    settings = {"corpus": cfg.corpus, "teacher": _file_digest(cfg.teacher), "speed": OmegaConf.to_container(cfg.speed)}
+    if run is None:  # the teacher's own measurement
+        return settings
+    settings.update(
+        budget_minutes=float(cfg.budget_minutes[run.size]), size=OmegaConf.to_container(cfg.sizes[run.size]),
+        overrides=list(cfg.get("overrides", [])), finetune_config=_file_digest(CONF_DIR / "finetune" / "ctc_finetune.yaml"),
+    )
+    if run.method == "scratch":
+        settings["scratch_overrides"] = list(cfg.get("scratch_overrides", []))
+    else:
+        settings["finetune_overrides"] = list(cfg.get("finetune_overrides", []))
+    if run.method in STAGE1_LOSSES:
+        settings.update(stage1_share=float(cfg.stage1_share), stage1_losses=STAGE1_LOSSES[run.method],
+                        stage1_overrides=list(cfg.get("stage1_overrides", [])),
+                        stage1_config=_file_digest(CONF_DIR / "encrl" / "encrl_clip_mse.yaml"))  # fmt: skip
+    if run.method == "prune_l1":
+        settings["prune_l1_amount"] = float(cfg.prune_l1_amount)
+    return settings
+
+
+def _check_settings(folder: Path, settings: dict) -> None:
+    """A finished run is reused only under the settings it was made with."""
+    stored_file = folder / "settings.json"
+    if not stored_file.exists():
+        print(f"[bench] {folder}: finished before settings were recorded; reused as it is", flush=True)
+        return
+    stored = json.loads(stored_file.read_text())
+    changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+    if changed:
+        raise StaleRunError(
+            f"{folder} was made with other settings ({', '.join(changed)} changed since, e.g. {changed[0]}: "
+            f"{stored.get(changed[0])!r} then, {settings.get(changed[0])!r} now): delete that folder to run it "
+            "again, or give the profile another out_dir; finished runs are never overwritten"
+        )
+
+
 def run_bench(cfg: DictConfig) -> Path:
     from nemo_encrl.data.corpus import build_corpus, load_profile
 
     out = Path(cfg.out_dir)
+    if not Path(cfg.teacher).is_file():
+        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file (train one with nemo-encrl teacher)")
     corpus = Path("data/corpus") / cfg.corpus
     build_corpus(load_profile(cfg.corpus, CONF_DIR), corpus)
     runs = plan_runs(cfg)
     teacher_file = out / "teacher" / "result.json"
-    if not teacher_file.exists():
+    if teacher_file.exists():
+        _check_settings(teacher_file.parent, run_settings(None, cfg))
+    else:
         teacher_file.parent.mkdir(parents=True, exist_ok=True)
+        (teacher_file.parent / "settings.json").write_text(json.dumps(run_settings(None, cfg), indent=1))
         teacher_file.write_text(json.dumps(measure(cfg.teacher, corpus, teacher_file.parent, cfg), indent=1))
+    for run in runs:  # before any training: a stale finished run stops the bench now, not hours later
+        if (out / run.name / "result.json").exists():
+            _check_settings(out / run.name, run_settings(run, cfg))
     for i, run in enumerate(runs, 1):
         folder = out / run.name
         result_file = folder / "result.json"
@@ -176,6 +231,7 @@ def run_bench(cfg: DictConfig) -> Path:
             shutil.rmtree(folder)
         print(f"[bench {i}/{len(runs)}] {run.name}: {LABELS[run.method]}, {cfg.budget_minutes[run.size]} min", flush=True)
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "settings.json").write_text(json.dumps(run_settings(run, cfg), indent=1))
         trained = train_run(run, cfg, corpus, folder)
         result = {**asdict(run), **trained, **measure(trained["nemo"], corpus, folder, cfg)}
         result_file.write_text(json.dumps(result, indent=1))

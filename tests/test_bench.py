@@ -6,7 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from nemo_encrl.bench import Run, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
+from nemo_encrl.bench import Run, StaleRunError, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
 from nemo_encrl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -98,6 +98,13 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     assert out.count("done before, skipped") == 7 and "kd_small_s1: unfinished, starting it over" in out
     assert "kd_small_s1: logit KD" in out and not (tmp_path / "bench" / "kd_small_s1" / "stale").exists()
     assert (tmp_path / "bench" / "kd_small_s1" / "result.json").exists()
+    # a finished run made under other settings is never reused nor overwritten: the bench stops first
+    before = (tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text()
+    with open_dict(cfg):
+        cfg.stage1_overrides = ["model.optim.sched.warmup_steps=99"]
+    with pytest.raises(StaleRunError, match=r"bench/encrl_small_s1 was made with other settings \(stage1_overrides"):
+        run_bench(cfg)
+    assert (tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text() == before
 
 
 def test_layers_for_size_matches_parameter_count(tiny_ctc_nemo):
@@ -107,3 +114,10 @@ def test_layers_for_size_matches_parameter_count(tiny_ctc_nemo):
     total = sum(p.numel() for p in teacher.parameters())
     assert _layers_for_size(teacher, total) == len(teacher.encoder.layers)
     assert _layers_for_size(teacher, 1) == 1
+
+
+def test_missing_teacher_is_named(tmp_path):
+    cfg = load_config("bench", "quick", [f"teacher={tmp_path}/gone.nemo", f"out_dir={tmp_path}/bench"])
+    with pytest.raises(FileNotFoundError, match=r"bench teacher=.*gone.nemo: no such .nemo file"):
+        run_bench(cfg)
+    assert not (tmp_path / "bench").exists()
