@@ -254,11 +254,14 @@ def _to_target(curve: list[dict], target: float) -> tuple[int | None, float | No
 
 def _against_scratch(r: dict, results: dict) -> dict | None:
     """The run against its scratch partner (same size and seed): scratch's final dev WER, the run's
-    stage-2 epochs and wall-clock to reach it (None if never), scratch's epochs and wall-clock."""
+    stage-2 epochs and wall-clock to reach it (None if never), scratch's epochs and wall-clock. None when
+    scratch ended at 100% dev WER: every run 'reaches' that at once, which would say nothing."""
     scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
     if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
         return None
     target = scratch["curve"][-1]["val_wer"]
+    if target >= 1.0:
+        return None
     epochs, wall = _to_target(r["curve"], target)
     return {"target": target, "epochs": epochs, "wall": wall, "scratch_epochs": len(scratch["curve"]),
             "scratch_wall": scratch["curve"][-1]["wall_seconds"]}  # fmt: skip
@@ -314,7 +317,8 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
 
     # epochs and wall-clock to reach the scratch model's final dev WER
     md += ["", "## Reaching the scratch model's final dev WER", "",
-           "Paper's accounting: stage-2 epochs only. Total accounting: stage 1 (teacher forward included) + stage 2.", "",
+           "Paper's accounting: stage-2 epochs only. Total accounting: stage 1 (teacher forward included) + stage 2. "
+           "Runs whose scratch partner ended at 100% dev WER have no target and are left out.", "",
            "| run | target dev WER | stage-2 epochs to target | scratch epochs | ratio | stage-2 wall-clock | total wall-clock | scratch wall-clock |",
            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():

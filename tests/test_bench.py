@@ -6,7 +6,7 @@ import json
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from nemo_encrl.bench import Run, StaleRunError, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
+from nemo_encrl.bench import Run, StaleRunError, _against_scratch, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
 from nemo_encrl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -28,6 +28,15 @@ def test_to_target_counts_epochs_and_wall_clock():
     curve = [{"epoch": 0, "wall_seconds": 10, "val_wer": 0.9}, {"epoch": 1, "wall_seconds": 20, "val_wer": 0.5}]
     assert _to_target(curve, 0.6) == (2, 20)
     assert _to_target(curve, 0.4) == (None, None)
+
+
+def test_no_target_when_scratch_learned_nothing():
+    curve = [{"epoch": 0, "wall_seconds": 60, "val_wer": 1.0}]
+    results = {"scratch_small_s1": {"method": "scratch", "size": "small", "seed": 1, "curve": curve},
+               "encrl_small_s1": {"method": "encrl", "size": "small", "seed": 1, "curve": curve}}  # fmt: skip
+    assert _against_scratch(results["encrl_small_s1"], results) is None
+    results["scratch_small_s1"]["curve"] = [{"epoch": 0, "wall_seconds": 60, "val_wer": 0.99}]
+    assert _against_scratch(results["encrl_small_s1"], results)["epochs"] is None  # a real target, not reached
 
 
 def test_versus_paper_states_each_claim_from_the_numbers():
