@@ -135,24 +135,54 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
     return {"nemo": nemo, **timing, "budget_seconds": budget}
 
 
+def _speeds(nemo: str, corpus: Path, folder: Path, cfg: DictConfig) -> dict:
+    """The model's PyTorch and ONNX Runtime RTFs, and the teacher's timed right after it in the same process."""
+    from nemo_encrl.data.manifest import read_manifest
+    from nemo_encrl.speed import paired_speeds
+
+    wavs = [r["audio_filepath"] for r in read_manifest(corpus / "test_manifest.json")][: int(cfg.speed.utterances)]
+    speeds = paired_speeds({"model": nemo, "teacher": cfg.teacher}, folder, wavs, int(cfg.speed.threads),
+                           int(cfg.speed.repeats))  # fmt: skip
+    return {**speeds["model"], **{f"{k}_teacher": v for k, v in speeds["teacher"].items()}}
+
+
 def measure(nemo: str, corpus: Path, folder: Path, cfg: DictConfig) -> dict:
     """Test WER (and per voice group), size, PyTorch and ONNX Runtime real-time factors; the teacher's
     are measured again right after the model's, in the same fresh process, for the speed ratio."""
-    from nemo_encrl.data.manifest import read_manifest
     from nemo_encrl.evaluate import evaluate_manifest
     from nemo_encrl.pruning import nonzero_parameters
-    from nemo_encrl.speed import paired_speeds
     from nemo_encrl.teacher import load_ctc_model
 
     model = load_ctc_model(path=nemo)
     report = evaluate_manifest(model, corpus / "test_manifest.json")
     report.update(nonzero_parameters=nonzero_parameters(model), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2))
     del model
-    wavs = [r["audio_filepath"] for r in read_manifest(corpus / "test_manifest.json")][: int(cfg.speed.utterances)]
-    speeds = paired_speeds({"model": nemo, "teacher": cfg.teacher}, folder, wavs, int(cfg.speed.threads),
-                           int(cfg.speed.repeats))  # fmt: skip
-    report.update(**speeds["model"], **{f"{k}_teacher": v for k, v in speeds["teacher"].items()})
-    return report
+    return {**report, **_speeds(nemo, corpus, folder, cfg)}
+
+
+def retime_runs(cfg: DictConfig, runs: list[Run]) -> list[str]:
+    """Measure the speeds of the teacher and of every finished run again, each beside the teacher in a
+    fresh process, and keep the new numbers in result.json (WERs untouched). Timings taken while the
+    machine was busy (another training, a test run) are too slow by an unknown factor; a pass on an
+    idle machine replaces them all with numbers taken under the same conditions."""
+    out, corpus = Path(cfg.out_dir), Path("data/corpus") / cfg.corpus
+    if not Path(cfg.teacher).is_file():
+        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file")
+    by_folder = {out / "teacher": None, **{out / r.name: r for r in runs}}
+    done = {folder: run for folder, run in by_folder.items() if (folder / "result.json").exists()}
+    for folder, run in done.items():  # a stale run must not be mixed with fresh ones; the speed settings may change
+        _check_settings(folder, {**run_settings(run, cfg), "speed": _stored_settings(folder).get("speed")})
+    for i, folder in enumerate(done, 1):
+        result = json.loads((folder / "result.json").read_text())
+        nemo = cfg.teacher if done[folder] is None else result["nemo"]
+        result.update(_speeds(nemo, corpus, folder, cfg), speed_timed=time.strftime("%Y-%m-%d %H:%M"))
+        (folder / "result.json").write_text(json.dumps(result, indent=1))
+        if (folder / "settings.json").exists():
+            settings = {**_stored_settings(folder), "speed": OmegaConf.to_container(cfg.speed)}
+            (folder / "settings.json").write_text(json.dumps(settings, indent=1))
+        print(f"[retime {i}/{len(done)}] {folder.name}: ONNX RTF {result['rtf_onnx']:.4f} "
+              f"(teacher beside it {result['rtf_onnx_teacher']:.4f})", flush=True)
+    return [f.name for f in done]
 
 
 class StaleRunError(RuntimeError):
@@ -183,6 +213,11 @@ def run_settings(run: Run | None, cfg: DictConfig) -> dict:
     if run.method == "prune_l1":
         settings["prune_l1_amount"] = float(cfg.prune_l1_amount)
     return settings
+
+
+def _stored_settings(folder: Path) -> dict:
+    path = folder / "settings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _check_settings(folder: Path, settings: dict) -> None:
@@ -244,12 +279,33 @@ def _curve(folder: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def _to_target(curve: list[dict], target: float) -> tuple[int | None, float | None]:
-    """Epochs (1-based) and stage-2 wall-clock until dev WER first reaches `target`."""
-    for point in curve:
+def _epochs(curve: list[dict]) -> list[float]:
+    """Training epochs done at each validation point. With `step`s known, an epoch is the longest stretch
+    of steps between two validations (a full one: validation runs at each epoch's end), so a last
+    epoch cut short by the time budget counts as the fraction of it that was trained."""
+    steps = [p.get("step") for p in curve]
+    if not curve or None in steps:
+        return [p["epoch"] + 1 for p in curve]
+    full = max(b - a for a, b in zip([0, *steps], steps))
+    return [round(step / full, 2) if full else 0.0 for step in steps]
+
+
+def _to_target(curve: list[dict], target: float) -> tuple[float | None, float | None]:
+    """Epochs and stage-2 wall-clock until dev WER first reaches `target`."""
+    for point, epochs in zip(curve, _epochs(curve)):
         if point.get("val_wer") is not None and point["val_wer"] <= target:
-            return point["epoch"] + 1, point["wall_seconds"]
+            return epochs, point["wall_seconds"]
     return None, None
+
+
+def _epoch_for_epoch(r: dict, results: dict) -> list[tuple[float, float, float | None]] | None:
+    """Paper's accounting, point by point: (stage-2 epochs, dev WER, scratch's epochs to the same dev WER
+    or None if it never got there) for each validation of the run; None without a scratch partner."""
+    scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+    if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+        return None
+    return [(epochs, p["val_wer"], _to_target(scratch["curve"], p["val_wer"])[0])
+            for p, epochs in zip(r["curve"], _epochs(r["curve"]))]  # fmt: skip
 
 
 def _against_scratch(r: dict, results: dict) -> dict | None:
@@ -263,7 +319,7 @@ def _against_scratch(r: dict, results: dict) -> dict | None:
     if target >= 1.0:
         return None
     epochs, wall = _to_target(r["curve"], target)
-    return {"target": target, "epochs": epochs, "wall": wall, "scratch_epochs": len(scratch["curve"]),
+    return {"target": target, "epochs": epochs, "wall": wall, "scratch_epochs": _epochs(scratch["curve"])[-1],
             "scratch_wall": scratch["curve"][-1]["wall_seconds"]}  # fmt: skip
 
 
@@ -306,14 +362,14 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
                 continue
             wers = [r["wer"] for r in group]
             summary[(size, method)] = {"wer": statistics.mean(wers), "params": group[0]["nonzero_parameters"],
-                                       "epochs": statistics.mean(len(r["curve"]) for r in group),
+                                       "epochs": statistics.mean(_epochs(r["curve"])[-1] if r["curve"] else 0 for r in group),
                                        "seconds": statistics.mean(r["stage1_seconds"] + r["stage2_seconds"] for r in group)}  # fmt: skip
     for (size, method), s in summary.items():
         group = [r["wer"] for r in results.values() if r["size"] == size and r["method"] == method]
         base = summary.get((size, "scratch"))
         rel = f"{100 * (s['wer'] - base['wer']) / base['wer']:+.1f}%" if base and base["wer"] > 0 else "-"
         md.append(f"| {size} | {LABELS[method]} | {s['params'] / 1e6:.2f}M | {len(group)} | {100 * s['wer']:.1f}% | "
-                  f"{100 * min(group):.1f}-{100 * max(group):.1f}% | {rel} | {s['epochs']:.0f} | {s['seconds'] / 60:.1f} min |")  # fmt: skip
+                  f"{100 * min(group):.1f}-{100 * max(group):.1f}% | {rel} | {s['epochs']:.1f} | {s['seconds'] / 60:.1f} min |")  # fmt: skip
 
     # epochs and wall-clock to reach the scratch model's final dev WER
     md += ["", "## Reaching the scratch model's final dev WER", "",
@@ -328,17 +384,33 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
         ratio = f"{epochs / s_epochs:.2f}" if epochs else "not reached"
         stage2_wall = "-" if wall is None else f"{wall / 60:.1f} min"
         total_wall = "-" if wall is None else f"{(wall + r['stage1_seconds']) / 60:.1f} min"
-        md.append(f"| {name} | {100 * target:.1f}% | {epochs or '-'} | {s_epochs} | {ratio} | {stage2_wall} | "
-                  f"{total_wall} | {v['scratch_wall'] / 60:.1f} min |")  # fmt: skip
+        md.append(f"| {name} | {100 * target:.1f}% | {f'{epochs:.1f}' if epochs else '-'} | {s_epochs:.1f} | {ratio} | "
+                  f"{stage2_wall} | {total_wall} | {v['scratch_wall'] / 60:.1f} min |")  # fmt: skip
+
+    # epoch for epoch: how many scratch epochs each stage-2 dev WER is worth
+    rows = {name: pts for name, r in results.items() if (pts := _epoch_for_epoch(r, results))}
+    if rows:
+        width = max(len(pts) for pts in rows.values())
+        md += ["", "## Epoch for epoch (paper's accounting)", "",
+               "Each cell: the run's dev WER after that many stage-2 epochs, and in brackets the epochs its scratch "
+               "partner (same size and seed) needed to reach the same dev WER (`never`: not within its budget). "
+               "Epochs count optimizer steps over a full epoch's steps, so an epoch cut by the budget is a fraction.", "",
+               "| run | " + " | ".join(f"point {i + 1}" for i in range(width)) + " |", "|---|" + "---|" * width]  # fmt: skip
+        for name, pts in rows.items():
+            cells = [f"{e:.1f} ep: {100 * w:.1f}% ({f'{s:.1f}' if s else 'never'})" for e, w, s in pts]
+            md.append(f"| {name} | " + " | ".join(cells + ["" for _ in range(width - len(cells))]) + " |")
 
     # speed and size
+    timed = sorted(r.get("speed_timed", "") for r in [teacher, *results.values()])  # "" where never re-timed
     md += ["", "## Size and speed on this CPU", "",
            f"Real-time factor = compute seconds per audio second, batch 1, {cfg.speed.threads} threads, "
            f"{cfg.speed.utterances} test utterances, mel features to log-probabilities, fastest of "
            f"{cfg.speed.repeats} passes. "
            + ("Each model was timed in a fresh process together with the teacher; the ratio uses that pair."
               if all("rtf_onnx_teacher" in r for r in results.values())
-              else "The ratio uses the teacher's timing from the start of the bench."), "",
+              else "The ratio uses the teacher's timing from the start of the bench.")
+           + (f" All were timed again one after another on an idle machine (`--retime`, {timed[0]} to {timed[-1]})."
+              if timed[0] else ""), "",
            "| model | nonzero params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |",
            "|---|---|---|---|---|---|",
            f"| teacher | {teacher['nonzero_parameters'] / 1e6:.2f}M | {teacher['nemo_mb']} | {teacher['rtf_pytorch']:.4f} | "
@@ -413,13 +485,18 @@ def _versus_paper(cfg, results: dict, summary: dict) -> list[str]:
         epochs, s_epochs = v["epochs"], v["scratch_epochs"]
         if epochs:
             lines.append(f"- Fewer epochs ({name}): stage 2 reached scratch's final dev WER "
-                         f"({pct(v['target'])}) after {epochs} of scratch's {s_epochs} epochs "
+                         f"({pct(v['target'])}) after {epochs:.1f} of scratch's {s_epochs:.1f} epochs "
                          f"({s_epochs / epochs:.1f}x fewer; paper: ~3x); counting stage 1 too it took "
                          f"{(v['wall'] + r['stage1_seconds']) / 60:.1f} min against scratch's "
                          f"{v['scratch_wall'] / 60:.1f} min.")  # fmt: skip
         else:
             lines.append(f"- Fewer epochs ({name}): stage 2 never reached scratch's final dev WER "
                          f"({pct(v['target'])}) within its budget (paper: ~3x fewer epochs): does not hold.")  # fmt: skip
+        first, last = (pts := _epoch_for_epoch(r, results))[0], pts[-1]
+        worth = lambda e, s: f"scratch needed {s:.1f} ({s / e:.1f}x)" if s else "scratch never got there"  # noqa: E731
+        lines.append(f"- Epoch for epoch ({name}): after {first[0]:.1f} stage-2 epochs its dev WER was "
+                     f"{pct(first[1])}, {worth(first[0], first[2])}; after {last[0]:.1f} it was {pct(last[1])}, "
+                     f"{worth(last[0], last[2])}.")  # fmt: skip
     size = cfg.extra_size
     enc = summary.get((size, "encrl"))
     for method in ("prune_layers", "prune_l1", "prune_l1_size", "kd", "clip_only", "mse_only"):

@@ -4,9 +4,9 @@ Both time the same thing, mel features -> encoder -> CTC log-probabilities, per 
 preprocessor runs in PyTorch for both, outside the timed region, as NeMo's ONNX graph excludes it).
 Each pass over the utterances is timed `repeats` times and the fastest pass counts, as `timeit`
 advises: other processes only ever make a pass slower, so the minimum is the least noisy estimate.
-`paired_speeds` times several models one after another in one fresh process, so that a ratio of two
-of them is not skewed by what a long-running process left behind (worker processes, thread pools)
-or by the machine's speed drifting between measurements minutes apart.
+`paired_speeds` times several models in one fresh process, their passes taking turns, so that a ratio
+of two of them is not skewed by what a long-running process left behind (worker processes, thread
+pools) or by the machine's speed drifting between measurements.
 """
 
 from __future__ import annotations
@@ -30,37 +30,42 @@ def _features(model, wavs: list[str]) -> list[tuple[torch.Tensor, torch.Tensor, 
     return out
 
 
-def _best_pass(run_one, items, repeats: int) -> float:
-    """Seconds of compute per second of audio of the fastest of `repeats` timed passes."""
+def _pass_seconds(run_one, items) -> float:
+    start = time.perf_counter()
+    for feats, lengths, _ in items:
+        run_one(feats, lengths)
+    return time.perf_counter() - start
+
+
+def fastest_passes(runners: dict, repeats: int) -> dict:
+    """{key: seconds of compute per second of audio of its fastest pass} for runners {key: (run_one, items)}.
+
+    The passes take turns (a, b, a, b, ...), so every runner is sampled over the same stretch of time:
+    this 2-core VM has slow spells lasting whole seconds (the teacher measured 0.0042 and 0.0072 ONNX
+    RTF in back-to-back passes), which would otherwise fall on one model's measurement and not the other's.
+    """
     if repeats < 1:
         raise ValueError(f"speed.repeats must be >= 1, got {repeats}")
-    run_one(*items[0][:2])  # warm-up
-    best = float("inf")
+    for run_one, items in runners.values():
+        run_one(*items[0][:2])  # warm-up
+    best = dict.fromkeys(runners, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        for feats, lengths, _ in items:
-            run_one(feats, lengths)
-        best = min(best, time.perf_counter() - start)
-    return best / sum(d for _, _, d in items)
+        for key, (run_one, items) in runners.items():
+            best[key] = min(best[key], _pass_seconds(run_one, items))
+    return {key: best[key] / sum(d for _, _, d in runners[key][1]) for key in runners}
 
 
-def pytorch_rtf(model, wavs: list[str], threads: int = 2, repeats: int = 3) -> float:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        model.eval()
-        items = _features(model, wavs)
+def _pytorch_runner(model):
+    model.eval()
+
+    def run(feats, lengths):
         with torch.inference_mode():
-            return _best_pass(
-                lambda feats, lengths: model.decoder(encoder_output=model.encoder(audio_signal=feats, length=lengths)[0]),
-                items,
-                repeats,
-            )
-    finally:
-        torch.set_num_threads(previous)
+            return model.decoder(encoder_output=model.encoder(audio_signal=feats, length=lengths)[0])
+
+    return run
 
 
-def onnx_rtf(model, onnx_path: str | Path, wavs: list[str], threads: int = 2, repeats: int = 3) -> float:
+def _onnx_runner(onnx_path: Path, threads: int):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -68,32 +73,34 @@ def onnx_rtf(model, onnx_path: str | Path, wavs: list[str], threads: int = 2, re
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     names = {i.name for i in session.get_inputs()}
-    items = _features(model, wavs)
 
-    def feed(feats, lengths):
-        f = {"audio_signal": feats.numpy()}
+    def run(feats, lengths):
+        feed = {"audio_signal": feats.numpy()}
         if "length" in names:
-            f["length"] = lengths.numpy().astype(np.int64)
-        return f
+            feed["length"] = lengths.numpy().astype(np.int64)
+        return session.run(None, feed)
 
-    return _best_pass(lambda feats, lengths: session.run(None, feed(feats, lengths)), items, repeats)
-
-
-def model_speeds(nemo: str, onnx_dir: str, wavs: list[str], threads: int, repeats: int) -> dict:
-    """PyTorch and ONNX Runtime real-time factors of one .nemo (its ONNX file is exported and removed here)."""
-    from nemo_encrl.export import export_onnx
-    from nemo_encrl.teacher import load_ctc_model
-
-    model = load_ctc_model(path=nemo)
-    onnx = export_onnx(model, Path(onnx_dir) / f"{Path(nemo).stem}.onnx")
-    try:
-        return {"rtf_pytorch": pytorch_rtf(model, wavs, threads, repeats), "rtf_onnx": onnx_rtf(model, onnx, wavs, threads, repeats)}
-    finally:
-        onnx.unlink()
+    return run
 
 
 def _speeds_of(models: dict[str, str], onnx_dir: str, wavs: list[str], threads: int, repeats: int) -> dict:
-    return {name: model_speeds(nemo, onnx_dir, wavs, threads, repeats) for name, nemo in models.items()}
+    from nemo_encrl.export import export_onnx
+    from nemo_encrl.teacher import load_ctc_model
+
+    torch.set_num_threads(threads)
+    runners, onnx_files = {}, []
+    try:
+        for name, nemo in models.items():
+            model = load_ctc_model(path=nemo)
+            items = _features(model, wavs)
+            onnx_files.append(export_onnx(model, Path(onnx_dir) / f"{name}_{Path(nemo).stem}.onnx"))
+            runners[name, "rtf_pytorch"] = (_pytorch_runner(model), items)
+            runners[name, "rtf_onnx"] = (_onnx_runner(onnx_files[-1], threads), items)
+        rtfs = fastest_passes(runners, repeats)
+    finally:
+        for onnx in onnx_files:  # the number is kept, not the file
+            onnx.unlink(missing_ok=True)
+    return {name: {kind: rtfs[name, kind] for kind in ("rtf_pytorch", "rtf_onnx")} for name in models}
 
 
 def paired_speeds(models: dict[str, str], onnx_dir: str | Path, wavs: list[str], threads: int = 2, repeats: int = 3) -> dict:

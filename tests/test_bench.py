@@ -6,7 +6,8 @@ import json
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from nemo_encrl.bench import Run, StaleRunError, _against_scratch, _layers_for_size, _to_target, _versus_paper, plan_runs, run_bench
+from nemo_encrl.bench import (Run, StaleRunError, _against_scratch, _epoch_for_epoch, _epochs, _layers_for_size, _to_target,
+                               _versus_paper, plan_runs, retime_runs, run_bench)
 from nemo_encrl.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -28,6 +29,19 @@ def test_to_target_counts_epochs_and_wall_clock():
     curve = [{"epoch": 0, "wall_seconds": 10, "val_wer": 0.9}, {"epoch": 1, "wall_seconds": 20, "val_wer": 0.5}]
     assert _to_target(curve, 0.6) == (2, 20)
     assert _to_target(curve, 0.4) == (None, None)
+
+
+def test_epochs_count_a_cut_last_epoch_as_a_fraction():
+    curve = [{"epoch": 0, "step": 100, "val_wer": 0.9, "wall_seconds": 1}, {"epoch": 1, "step": 200, "val_wer": 0.7, "wall_seconds": 2},
+             {"epoch": 2, "step": 250, "val_wer": 0.6, "wall_seconds": 3}]  # fmt: skip
+    assert _epochs(curve) == [1.0, 2.0, 2.5]
+    assert _to_target(curve, 0.65) == (2.5, 3)
+    scratch = [{**p, "val_wer": w} for p, w in zip(curve, [0.95, 0.8, 0.75])]
+    results = {"scratch_small_s1": {"method": "scratch", "size": "small", "seed": 1, "curve": scratch},
+               "encrl_small_s1": {"method": "encrl", "size": "small", "seed": 1, "curve": curve[:2]}}  # fmt: skip
+    # EncRL's 0.9 after 1 epoch took scratch 2 epochs (0.8); its 0.7 after 2 epochs scratch never reached
+    assert _epoch_for_epoch(results["encrl_small_s1"], results) == [(1.0, 0.9, 2.0), (2.0, 0.7, None)]
+    assert _epoch_for_epoch(results["scratch_small_s1"], results) is None
 
 
 def test_no_target_when_scratch_learned_nothing():
@@ -56,7 +70,9 @@ def test_versus_paper_states_each_claim_from_the_numbers():
     text = "\n".join(_versus_paper(cfg, results, summary))
     assert "EncRL 40.0% vs scratch 50.0%" in text and "+20.0% relative (paper: up to 12.54% lower): holds." in text
     assert "+5.0% relative (paper: up to 12.54% lower): EncRL is better, by less than the paper's." in text
-    assert "after 2 of scratch's 6 epochs (3.0x fewer; paper: ~3x)" in text and "7.0 min against scratch's 6.0 min" in text
+    assert "after 2.0 of scratch's 6.0 epochs (3.0x fewer; paper: ~3x)" in text
+    assert ("Epoch for epoch (encrl_small_s1): after 1.0 stage-2 epochs its dev WER was 50.0%, scratch needed 4.0 (4.0x); "
+            "after 3.0 it was 30.0%, scratch never got there.") in text and "7.0 min against scratch's 6.0 min" in text
     assert "encrl_medium_s1): stage 2 never reached scratch's final dev WER (50.0%)" in text
     assert "logit KD (KL) (0.50M nonzero parameters): 35.0% vs EncRL 40.0% (0.50M) at small: EncRL not better." in text
 
@@ -96,6 +112,7 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
                                               .read_text())["nemo"], map_location="cpu")  # fmt: skip
     assert layers.cfg.encoder.d_model == 32  # the teacher's width, fewer layers
     assert "## Targets" in text and "Test WER per voice group" in text and "## Versus the paper's claims" in text
+    assert "## Epoch for epoch (paper's accounting)" in text and "| encrl_small_s2 | " in text.split("## Epoch for epoch")[1].split("\n## ")[0]
     assert "Read after the run." in text  # the hand-written notes file is appended
     assert (tmp_path / "docs" / "plots" / "quick_dev_wer.png").stat().st_size > 1000
     capsys.readouterr()
@@ -107,6 +124,12 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
     assert out.count("done before, skipped") == 7 and "kd_small_s1: unfinished, starting it over" in out
     assert "kd_small_s1: logit KD" in out and not (tmp_path / "bench" / "kd_small_s1" / "stale").exists()
     assert (tmp_path / "bench" / "kd_small_s1" / "result.json").exists()
+    # --retime: speeds measured again, WERs kept, the report says when
+    before = json.loads((tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text())
+    assert retime_runs(cfg, [Run("encrl", "small", 1), Run("encrl", "medium", 1)]) == ["teacher", "encrl_small_s1"]
+    after = json.loads((tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text())
+    assert after["wer"] == before["wer"] and after["speed_timed"] and after["rtf_onnx"] > 0
+    assert after["rtf_onnx"] != before["rtf_onnx"] or after["rtf_pytorch"] != before["rtf_pytorch"]
     # a finished run made under other settings is never reused nor overwritten: the bench stops first
     before = (tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text()
     with open_dict(cfg):
