@@ -409,7 +409,7 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
            + ("Each model was timed in a fresh process together with the teacher; the ratio uses that pair."
               if all("rtf_onnx_teacher" in r for r in results.values())
               else "The ratio uses the teacher's timing from the start of the bench.")
-           + (f" All were timed again one after another on an idle machine (`--retime`, {timed[0]} to {timed[-1]})."
+           + (f" All were timed again on the idle machine, the passes of model and teacher taking turns (`--retime`, {timed[0]} to {timed[-1]})."
               if timed[0] else ""), "",
            "| model | nonzero params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |",
            "|---|---|---|---|---|---|",
