@@ -515,14 +515,19 @@ def _plots(cfg, results: dict, teacher: dict, folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, len(cfg.sizes), figsize=(6 * len(cfg.sizes), 4), squeeze=False)
-    for ax, size in zip(axes[0], cfg.sizes):
+    # top: the paper's accounting (stage-2 epochs); bottom: the total one (minutes, stage 1 included)
+    fig, axes = plt.subplots(2, len(cfg.sizes), figsize=(6 * len(cfg.sizes), 8), squeeze=False)
+    for col, size in enumerate(cfg.sizes):
         for r in results.values():
             if r["size"] == size and r["curve"]:
-                ax.plot([p["epoch"] + 1 for p in r["curve"]], [100 * p["val_wer"] for p in r["curve"]],
-                        marker="o", label=f"{LABELS[r['method']]} s{r['seed']}")  # fmt: skip
-        ax.set(title=f"{size}: dev WER per stage-2 epoch", xlabel="epoch", ylabel="dev WER (%)")
-        ax.legend(fontsize=7)
+                wers, label = [100 * p["val_wer"] for p in r["curve"]], f"{LABELS[r['method']]} s{r['seed']}"
+                axes[0][col].plot(_epochs(r["curve"]), wers, marker="o", label=label)
+                axes[1][col].plot([(r["stage1_seconds"] + p["wall_seconds"]) / 60 for p in r["curve"]], wers,
+                                  marker="o", label=label)  # fmt: skip
+        axes[0][col].set(title=f"{size}: dev WER per stage-2 epoch", xlabel="stage-2 epochs", ylabel="dev WER (%)")
+        axes[1][col].set(title=f"{size}: dev WER vs total wall-clock", xlabel="minutes (stage 1 + stage 2)",
+                         ylabel="dev WER (%)")  # fmt: skip
+        axes[0][col].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(folder / f"{cfg.name}_dev_wer.png", dpi=100)
     plt.close(fig)
