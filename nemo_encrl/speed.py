@@ -41,8 +41,9 @@ def fastest_passes(runners: dict, repeats: int) -> dict:
     """{key: seconds of compute per second of audio of its fastest pass} for runners {key: (run_one, items)}.
 
     The passes take turns (a, b, a, b, ...), so every runner is sampled over the same stretch of time:
-    this 2-core VM has slow spells lasting whole seconds (the teacher measured 0.0042 and 0.0072 ONNX
-    RTF in back-to-back passes), which would otherwise fall on one model's measurement and not the other's.
+    this 2-core VM has slow spells lasting whole seconds (the teacher measured 0.0070, then 0.0044 ONNX
+    RTF, in two back-to-back measurements in one process), which would otherwise fall on one model's
+    measurement and not the other's.
     """
     if repeats < 1:
         raise ValueError(f"speed.repeats must be >= 1, got {repeats}")
