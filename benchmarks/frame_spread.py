@@ -11,7 +11,6 @@ student, and the student through its `mse_encoder` projection (in the teacher's 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -32,9 +31,10 @@ def main() -> None:
     import soundfile as sf
     import torch
 
+    from nemo_encrl.data.manifest import read_manifest
     from nemo_encrl.student import load_stage1
 
-    entries = [json.loads(line) for line in args.manifest.read_text().splitlines()[: args.utterances]]
+    entries = read_manifest(args.manifest)[: args.utterances]
     audio = [torch.tensor(sf.read(e["audio_filepath"], dtype="float32")[0]) for e in entries]
     lengths = torch.tensor([len(a) for a in audio])
     signal = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)

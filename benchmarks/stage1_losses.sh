@@ -31,8 +31,7 @@ finetune() {  # folder, init overrides...
 for v in "${variants[@]}"; do
     mkdir -p "$out/$v"
     if [ "$v" = scratch ]; then
-        finetune "$out/$v/stage2" init.from=scratch init.teacher="$teacher" model.encoder.d_model=80 \
-            model.encoder.n_layers=6 model.encoder.n_heads=4
+        finetune "$out/$v/stage2" init.from=scratch init.teacher="$teacher" "${size[@]}"
         continue
     fi
     [ -n "${losses[$v]+set}" ] || { echo "unknown variant $v: scratch ${!losses[*]}" >&2; exit 2; }

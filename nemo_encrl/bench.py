@@ -166,8 +166,7 @@ def retime_runs(cfg: DictConfig, runs: list[Run]) -> list[str]:
     machine was busy (another training, a test run) are too slow by an unknown factor; a pass on an
     idle machine replaces them all with numbers taken under the same conditions."""
     out, corpus = Path(cfg.out_dir), Path("data/corpus") / cfg.corpus
-    if not Path(cfg.teacher).is_file():
-        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file")
+    _require_teacher(cfg)
     by_folder = {out / "teacher": None, **{out / r.name: r for r in runs}}
     done = {folder: run for folder, run in by_folder.items() if (folder / "result.json").exists()}
     for folder, run in done.items():  # a stale run must not be mixed with fresh ones; the speed settings may change
@@ -187,6 +186,11 @@ def retime_runs(cfg: DictConfig, runs: list[Run]) -> list[str]:
 
 class StaleRunError(RuntimeError):
     pass
+
+
+def _require_teacher(cfg: DictConfig) -> None:
+    if not Path(cfg.teacher).is_file():
+        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file (train one with nemo-encrl teacher)")
 
 
 def _file_digest(path: str | Path) -> str:
@@ -222,11 +226,10 @@ def _stored_settings(folder: Path) -> dict:
 
 def _check_settings(folder: Path, settings: dict) -> None:
     """A finished run is reused only under the settings it was made with."""
-    stored_file = folder / "settings.json"
-    if not stored_file.exists():
+    stored = _stored_settings(folder)
+    if not stored:
         print(f"[bench] {folder}: finished before settings were recorded; reused as it is", flush=True)
         return
-    stored = json.loads(stored_file.read_text())
     changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
     if changed:
         raise StaleRunError(
@@ -240,8 +243,7 @@ def run_bench(cfg: DictConfig) -> Path:
     from nemo_encrl.data.corpus import build_corpus, load_profile
 
     out = Path(cfg.out_dir)
-    if not Path(cfg.teacher).is_file():
-        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file (train one with nemo-encrl teacher)")
+    _require_teacher(cfg)
     corpus = Path("data/corpus") / cfg.corpus
     build_corpus(load_profile(cfg.corpus, CONF_DIR), corpus)
     runs = plan_runs(cfg)
@@ -298,11 +300,18 @@ def _to_target(curve: list[dict], target: float) -> tuple[float | None, float | 
     return None, None
 
 
+def _scratch_partner(r: dict, results: dict) -> dict | None:
+    """The scratch run of the same size and seed, when both it and `r` (not itself scratch) have a curve."""
+    scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
+    if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+        return None
+    return scratch
+
+
 def _epoch_for_epoch(r: dict, results: dict) -> list[tuple[float, float, float | None]] | None:
     """Paper's accounting, point by point: (stage-2 epochs, dev WER, scratch's epochs to the same dev WER
     or None if it never got there) for each validation of the run; None without a scratch partner."""
-    scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
-    if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+    if not (scratch := _scratch_partner(r, results)):
         return None
     return [(epochs, p["val_wer"], _to_target(scratch["curve"], p["val_wer"])[0])
             for p, epochs in zip(r["curve"], _epochs(r["curve"]))]  # fmt: skip
@@ -312,8 +321,7 @@ def _against_scratch(r: dict, results: dict) -> dict | None:
     """The run against its scratch partner (same size and seed): scratch's final dev WER, the run's
     stage-2 epochs and wall-clock to reach it (None if never), scratch's epochs and wall-clock. None when
     scratch ended at 100% dev WER: every run 'reaches' that at once, which would say nothing."""
-    scratch = results.get(f"scratch_{r['size']}_s{r['seed']}")
-    if r["method"] == "scratch" or not scratch or not scratch["curve"] or not r["curve"]:
+    if not (scratch := _scratch_partner(r, results)):
         return None
     target = scratch["curve"][-1]["val_wer"]
     if target >= 1.0:
