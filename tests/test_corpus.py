@@ -52,6 +52,19 @@ def test_test_pool_shared_across_profiles():
             assert not _split_sets(plan, attr)["train"] & _split_sets(bench, attr)["test"], (small, attr)
 
 
+def test_teacher_profile_extends_bench_train_and_keeps_its_test():
+    """The teacher's corpus: bench's dev/test utterances unchanged, bench's train sentences and more."""
+    sentences, inventory = fortune_sentences(), voice_inventory()
+    bench = plan_corpus(load_profile("bench", CONF_DIR), sentences, inventory)
+    teacher = plan_corpus(load_profile("teacher", CONF_DIR), sentences, inventory)
+    for split in ("dev", "test"):
+        assert [u for u in teacher if u.split == split] == [u for u in bench if u.split == split]
+    bench_train, teacher_train = _split_sets(bench, "text")["train"], _split_sets(teacher, "text")["train"]
+    assert bench_train < teacher_train and len(teacher_train) >= 3 * len(bench_train)
+    for attr in ("text", "voice"):
+        assert not _split_sets(teacher, attr)["train"] & _split_sets(teacher, attr)["test"], attr
+
+
 def test_plan_is_deterministic_and_seeded():
     sentences, inventory = fortune_sentences(), voice_inventory()
     cfg = load_profile("tiny", CONF_DIR)
