@@ -192,4 +192,7 @@ def load_profile(name_or_path: str, conf_dir: Path) -> DictConfig:
     if not path.exists():
         known = sorted(p.stem for p in (conf_dir / "corpus").glob("*.yaml"))
         raise FileNotFoundError(f"corpus profile {name_or_path!r} not found ({path}); known profiles: {known}")
-    return OmegaConf.load(path)
+    cfg = OmegaConf.load(path)
+    if "base" in cfg:  # a variant of another profile names it and lists only the keys it changes
+        cfg = OmegaConf.merge(load_profile(cfg.pop("base"), conf_dir), cfg)
+    return cfg
