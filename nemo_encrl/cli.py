@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("corpus", help="synthesise the offline multi-voice corpus (espeak-ng + flite + fortunes)")
-    p.add_argument("--profile", default="demo", help="tiny | demo | bench | teacher, or a YAML file (conf/corpus/)")
+    p.add_argument("--profile", default="demo", help="a profile in conf/corpus/ (tiny | demo | bench | teacher | teacher_x2) or a YAML file")
     p.add_argument("--out", help="output folder (default data/corpus/<profile>)")
     p.add_argument("--workers", type=int, default=2, help="parallel synthesis processes")
     p.add_argument("--fortunes-dir", type=Path, default=None, help="folder of fortune text files")

@@ -46,7 +46,7 @@ def test_test_pool_shared_across_profiles():
     sentences = fortune_sentences()
     inventory = voice_inventory()
     bench = plan_corpus(load_profile("bench", CONF_DIR), sentences, inventory)
-    for small in ("demo", "tiny", "teacher"):
+    for small in ("demo", "tiny", "teacher", "teacher_x2"):
         plan = plan_corpus(load_profile(small, CONF_DIR), sentences, inventory)
         for attr in ("text", "voice"):
             assert not _split_sets(bench, attr)["train"] & _split_sets(plan, attr)["test"], (small, attr)
@@ -62,6 +62,36 @@ def test_teacher_profile_extends_bench_train_and_keeps_its_test():
         assert [u for u in teacher if u.split == split] == [u for u in bench if u.split == split]
     bench_train, teacher_train = _split_sets(bench, "text")["train"], _split_sets(teacher, "text")["train"]
     assert bench_train < teacher_train and len(teacher_train) >= 3 * len(bench_train)
+
+
+def test_voices_per_sentence_repeats_train_sentences_with_other_voices():
+    """teacher_x2: the teacher profile's train sentences, each said by two different voices; dev/test untouched."""
+    sentences, inventory = fortune_sentences(), voice_inventory()
+    teacher = plan_corpus(load_profile("teacher", CONF_DIR), sentences, inventory)
+    x2 = plan_corpus(load_profile("teacher_x2", CONF_DIR), sentences, inventory)
+    for split in ("dev", "test"):
+        assert [u for u in x2 if u.split == split] == [u for u in teacher if u.split == split]
+    train = [u for u in x2 if u.split == "train"]
+    assert len(train) == 2 * len(_split_sets(teacher, "text")["train"])
+    assert {u.text for u in train} == _split_sets(teacher, "text")["train"]
+    voices_of = {}
+    for u in train:
+        voices_of.setdefault(u.text, set()).add(u.voice)
+    assert {len(v) for v in voices_of.values()} == {2}
+    assert len({u.id for u in train}) == len(train)
+    # the default (1) leaves an existing profile's plan exactly as it was
+    tiny = load_profile("tiny", CONF_DIR)
+    once = OmegaConf.merge(tiny, {"voices_per_sentence": 1})
+    assert plan_corpus(once, sentences, inventory) == plan_corpus(tiny, sentences, inventory)
+
+
+def test_bad_voices_per_sentence_names_the_key():
+    tiny = load_profile("tiny", CONF_DIR)
+    with pytest.raises(ValueError, match="voices_per_sentence must be >= 1, got 0"):
+        plan_corpus(OmegaConf.merge(tiny, {"voices_per_sentence": 0}), fortune_sentences(), voice_inventory())
+    too_many = OmegaConf.merge(tiny, {"voices_per_sentence": 2, "utterances": {"train": 10**6}})
+    with pytest.raises(ValueError, match="500000 sentences at 2 per sentence.*voices_per_sentence"):
+        plan_corpus(too_many, fortune_sentences(), voice_inventory())
 
 
 def test_plan_is_deterministic_and_seeded():

@@ -77,13 +77,20 @@ def plan_corpus(cfg: DictConfig, sentences: list[str], voices: list[Voice]) -> l
     sentence_splits = split_sentences(sentences, cfg.seed, cfg.held_out_sentences)
     voice_splits = split_voices(voices, cfg.seed, cfg.held_out_voices)
     plan: list[Utterance] = []
+    # train only: each sentence spoken by this many voices (more acoustic variety from a bounded text pool)
+    repeats = int(cfg.get("voices_per_sentence", 1))
+    if repeats < 1:
+        raise ValueError(f"corpus profile '{cfg.name}': voices_per_sentence must be >= 1, got {repeats}")
     for split in SPLITS:
         n = int(cfg.utterances[split])
+        per_sentence = repeats if split == "train" else 1
+        n_sentences = -(-n // per_sentence)
         pool, split_voices_ = sentence_splits[split], voice_splits[split]
-        if n > len(pool):
+        if n_sentences > len(pool):
             raise ValueError(
-                f"corpus profile '{cfg.name}' asks for {n} {split} utterances but only {len(pool)} "
-                f"{split} sentences are available: lower utterances.{split} or widen min_words/max_words"
+                f"corpus profile '{cfg.name}' asks for {n} {split} utterances ({n_sentences} sentences at "
+                f"{per_sentence} per sentence) but only {len(pool)} {split} sentences are available: lower "
+                f"utterances.{split}, raise voices_per_sentence or widen min_words/max_words"
             )
         if not split_voices_:
             raise ValueError(f"no {split} voices: the engines {list(cfg.engine_share)} have too few voices")
@@ -94,7 +101,8 @@ def plan_corpus(cfg: DictConfig, sentences: list[str], voices: list[Voice]) -> l
         # as in a speaker-independent test set (per-engine results are reported separately)
         engines, weights = zip(*((e, cfg.engine_share[e] if split == "train" else len(vs)) for e, vs in by_engine.items()))
         spoken = dict.fromkeys(engines, 0)
-        for i, text in enumerate(rng.sample(pool, n)):
+        texts = [t for t in rng.sample(pool, n_sentences) for _ in range(per_sentence)][:n]
+        for i, text in enumerate(texts):
             engine = rng.choices(engines, weights)[0]
             voice = by_engine[engine][spoken[engine] % len(by_engine[engine])]  # round-robin within an engine
             spoken[engine] += 1
