@@ -143,6 +143,9 @@ def test_profile_based_on_another_changes_only_its_keys(tmp_path):
     variant.write_text("base: huge\n")
     with pytest.raises(FileNotFoundError, match="corpus profile 'huge' not found"):
         load_profile(str(variant), CONF_DIR)
+    variant.write_text(f"base: {variant}\n")
+    with pytest.raises(ValueError, match="chain loops: .*bigger.yaml -> .*bigger.yaml"):
+        load_profile(str(variant), CONF_DIR)
 
 
 def test_missing_espeak_says_how_to_install(monkeypatch):

@@ -193,7 +193,9 @@ def write_cuts(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def load_profile(name_or_path: str, conf_dir: Path) -> DictConfig:
+def load_profile(name_or_path: str, conf_dir: Path, _chain: tuple[str, ...] = ()) -> DictConfig:
+    if name_or_path in _chain:
+        raise ValueError(f"corpus profile 'base:' chain loops: {' -> '.join((*_chain, name_or_path))}")
     path = Path(name_or_path)
     if not path.suffix:
         path = conf_dir / "corpus" / f"{name_or_path}.yaml"
@@ -202,5 +204,5 @@ def load_profile(name_or_path: str, conf_dir: Path) -> DictConfig:
         raise FileNotFoundError(f"corpus profile {name_or_path!r} not found ({path}); known profiles: {known}")
     cfg = OmegaConf.load(path)
     if "base" in cfg:  # a variant of another profile names it and lists only the keys it changes
-        cfg = OmegaConf.merge(load_profile(cfg.pop("base"), conf_dir), cfg)
+        cfg = OmegaConf.merge(load_profile(cfg.pop("base"), conf_dir, (*_chain, name_or_path)), cfg)
     return cfg
