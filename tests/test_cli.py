@@ -92,3 +92,28 @@ def test_demo_retrains_teacher_on_request(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     assert (tmp_path / "out" / "teacher.nemo").exists()
     assert "| teacher |" in capsys.readouterr().out
+
+
+def test_training_command_exits_when_it_stops_mid_epoch(tiny_corpus, tmp_path):
+    """A train split larger than lhotse's bucket buffer, stopped by max_steps: the process must end.
+
+    With lhotse's concurrent bucketing its filler thread outlives training and the command hangs
+    after saving the .nemo (seen on the 30000-utterance teacher corpus).
+    """
+    from conftest import tiny_ctc_overrides
+
+    overrides = [o for o in tiny_ctc_overrides(tiny_corpus, tmp_path) if not o.startswith("trainer.max_steps")]
+    exe = Path(sys.executable).parent / "nemo-encrl"
+    cmd = [str(exe), "teacher", *overrides, "trainer.max_steps=1",
+           "model.train_ds.bucket_buffer_size=4", "model.train_ds.shuffle_buffer_size=4"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "tiny_ctc.nemo").exists()
+
+
+@pytest.mark.parametrize("group,name", [("teacher", "conformer_ctc_bpe_demo"), ("encrl", "encrl_clip_mse"),
+                                        ("finetune", "ctc_finetune")])  # fmt: skip
+def test_every_training_config_buckets_without_a_background_thread(group, name):
+    from nemo_encrl.config import load_config
+
+    assert load_config(group, name, []).model.train_ds.concurrent_bucketing is False

@@ -53,13 +53,17 @@ def test_test_pool_shared_across_profiles():
             assert not _split_sets(plan, attr)["train"] & _split_sets(bench, attr)["test"], (small, attr)
 
 
+def _assert_same_held_out(plan, reference):
+    for split in ("dev", "test"):
+        assert [u for u in plan if u.split == split] == [u for u in reference if u.split == split], split
+
+
 def test_teacher_profile_extends_bench_train_and_keeps_its_test():
     """The teacher's corpus: bench's dev/test utterances unchanged, bench's train sentences and more."""
     sentences, inventory = fortune_sentences(), voice_inventory()
     bench = plan_corpus(load_profile("bench", CONF_DIR), sentences, inventory)
     teacher = plan_corpus(load_profile("teacher", CONF_DIR), sentences, inventory)
-    for split in ("dev", "test"):
-        assert [u for u in teacher if u.split == split] == [u for u in bench if u.split == split]
+    _assert_same_held_out(teacher, bench)
     bench_train, teacher_train = _split_sets(bench, "text")["train"], _split_sets(teacher, "text")["train"]
     assert bench_train < teacher_train and len(teacher_train) >= 3 * len(bench_train)
 
@@ -69,8 +73,7 @@ def test_voices_per_sentence_repeats_train_sentences_with_other_voices():
     sentences, inventory = fortune_sentences(), voice_inventory()
     teacher = plan_corpus(load_profile("teacher", CONF_DIR), sentences, inventory)
     x2 = plan_corpus(load_profile("teacher_x2", CONF_DIR), sentences, inventory)
-    for split in ("dev", "test"):
-        assert [u for u in x2 if u.split == split] == [u for u in teacher if u.split == split]
+    _assert_same_held_out(x2, teacher)
     train = [u for u in x2 if u.split == "train"]
     assert len(train) == 2 * len(_split_sets(teacher, "text")["train"])
     assert {u.text for u in train} == _split_sets(teacher, "text")["train"]
