@@ -80,6 +80,14 @@ def _export(args) -> dict:
     return {}
 
 
+def _average(args) -> Path:
+    from nemo_encrl.averaging import average_checkpoints
+
+    out = average_checkpoints(args.checkpoints, args.like, args.out)
+    print(f"averaged {len(args.checkpoints)} checkpoints -> {out}")
+    return out
+
+
 def _bench(args) -> Path:
     from omegaconf import open_dict
 
@@ -149,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help=f"Hydra-style overrides, e.g. {example}")
         p.set_defaults(func=func)
 
-
+    p = sub.add_parser("average", help="a .nemo whose weights are the mean of several checkpoints of one run")
+    p.add_argument("checkpoints", type=Path, nargs="+", help="Lightning .ckpt files, e.g. <exp_dir>/*/checkpoints/*.ckpt")
+    p.add_argument("--like", type=Path, required=True, help="a .nemo of the same model (config and tokenizer)")
+    p.add_argument("--out", type=Path, required=True, help="output .nemo")
+    p.set_defaults(func=_average)
 
     p = sub.add_parser("export", help="ONNX export of a CTC .nemo with NeMo's exporter, checked in onnxruntime")
     p.add_argument("model", type=Path, help=".nemo file (a plain NeMo CTC model)")

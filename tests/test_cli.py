@@ -9,7 +9,7 @@ import pytest
 from nemo_encrl.cli import build_parser, main
 
 SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "distill", "finetune", "export", "bench",
-               "evaluate", "demo"]
+               "evaluate", "demo", "average"]
 
 
 @pytest.mark.parametrize("sub", [None] + SUBCOMMANDS)
