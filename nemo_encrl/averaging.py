@@ -43,14 +43,12 @@ def average_state_dicts(paths: list[str | Path]) -> dict[str, torch.Tensor]:
 
 
 def average_checkpoints(checkpoints: list[str | Path], like: str | Path, out: str | Path) -> Path:
-    """`like` (a .nemo of the same architecture) with the averaged weights of `checkpoints`, saved to `out`."""
-    from nemo.core import ModelPT
+    """`like` (a CTC .nemo of the same architecture) with the averaged weights of `checkpoints`, saved to `out`."""
+    from nemo_encrl.teacher import load_ctc_model
 
-    like, out = Path(like), Path(out)
-    if not like.is_file():
-        raise FileNotFoundError(f"model file {like} does not exist")
+    out = Path(out)
+    model = load_ctc_model(path=like)  # checks the file and names it in any error before the averaging starts
     averaged = average_state_dicts(checkpoints)
-    model = ModelPT.restore_from(str(like), map_location="cpu")
     try:
         model.load_state_dict(averaged, strict=True)
     except RuntimeError as e:
