@@ -50,6 +50,15 @@ def _distill(args) -> Path:
     return fit_encrl(load_config("encrl", args.config, args.overrides))
 
 
+def _cache_teacher(args) -> Path:
+    from nemo_encrl.cache.builder import build_teacher_cache
+    from nemo_encrl.config import load_config
+
+    folder = build_teacher_cache(load_config("encrl", args.config, args.overrides))
+    print(f"teacher cache: {folder} (stage 1 reads it with model.teacher.cache={folder})")
+    return folder
+
+
 def _finetune(args) -> dict:
     from nemo_encrl.config import load_config
     from nemo_encrl.finetune import finetune_students
@@ -148,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
          "trainer.max_steps=100"),
         ("distill", _distill, "encrl", "encrl_clip_mse", "EncRL stage 1: align a small student with a frozen teacher",
          "model.teacher.path=teacher.nemo"),
+        ("cache-teacher", _cache_teacher, "encrl", "encrl_clip_mse",
+         "run the teacher once over stage 1's training data and store what its losses read",
+         "model.teacher.cache=runs/teacher_cache"),
         ("finetune", _finetune, "finetune", "ctc_finetune", "EncRL stage 2: plain CTC students of several depths",
          "init.stage1=stage1.nemo 'init.depths=[6,4]'"),
     )  # fmt: skip

@@ -22,11 +22,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemo.collections.asr.models import EncDecCTCModelBPE
 from nemo.utils import logging, model_utils
 
-from nemo_encrl.losses import ctc_kl_loss, frame_clip_loss, masked_mse, utterance_clip_loss
+from nemo_encrl.losses import (ctc_kl_loss, frame_clip_loss, hidden_layer_pairs, masked_mse, proportional_layer_pairs,
+                               utterance_clip_loss)  # fmt: skip
+from nemo_encrl.models.cached_teacher import CachedTeacherMixin
 from nemo_encrl.modules import TeacherWrapper
 from nemo_encrl.tokenizer import export_tokenizer
 
-__all__ = ["EncRLModel", "EncRLConfigError"]
+__all__ = ["EncRLModel", "EncRLConfigError", "proportional_layer_pairs"]
 
 # preprocessor fields that change the features; student and teacher must agree on all of them
 PREPROCESSOR_KEYS = ("sample_rate", "features", "window_size", "window_stride", "window", "n_fft", "normalize",
@@ -82,16 +84,7 @@ def derive_config(cfg: DictConfig, teacher) -> DictConfig:
     return cfg
 
 
-def proportional_layer_pairs(n_student: int, n_teacher: int) -> list[tuple[int, int]]:
-    """Every student layer i paired with the teacher layer at the same relative depth, last with last.
-
-    Hints on every layer keep each prefix of the student teacher-like, which is what cutting the
-    stage-1 student to fewer layers in stage 2 relies on.
-    """
-    return [(i, math.ceil((i + 1) * n_teacher / n_student) - 1) for i in range(n_student)]
-
-
-class EncRLModel(EncDecCTCModelBPE):
+class EncRLModel(CachedTeacherMixin, EncDecCTCModelBPE):
     """Stage 1 of EncRL (Hannan et al., 2025): CLIP + MSE alignment of a student with a frozen teacher."""
 
     def __init__(self, cfg: DictConfig, trainer: Trainer | None = None):
@@ -117,6 +110,8 @@ class EncRLModel(EncDecCTCModelBPE):
             del loaded
         self._setup_frame_rate()
         self._setup_alignment_heads()
+        if self.cfg.teacher.get("cache") and not self._is_model_being_restored():
+            self.teacher_cache = self._open_teacher_cache()
 
     # ----------------------------------------------------------------------------------------- setup
     def _setup_frame_rate(self) -> None:
@@ -161,22 +156,10 @@ class EncRLModel(EncDecCTCModelBPE):
         self.encoder_proj = (
             torch.nn.Linear(d_s, d_t) if loss.get("mse_encoder", {}).get("weight", 0) > 0 and d_s != d_t else None
         )
-        hidden = loss.get("hidden", {})
-        n_s, n_t = len(self.encoder.layers), len(self.teacher.encoder.layers)
-        pairs = hidden.get("pairs", "auto")
-        if not hidden.get("weight", 0):
-            self.hidden_pairs = []
-        elif pairs == "auto":
-            self.hidden_pairs = proportional_layer_pairs(n_s, n_t)
-        elif isinstance(pairs, str):
-            raise EncRLConfigError(f"model.loss.hidden.pairs={pairs!r}: use auto or a list of [student_layer, teacher_layer]")
-        else:
-            self.hidden_pairs = [tuple(int(i) for i in p) for p in pairs]
-        for i, j in self.hidden_pairs:
-            if not (0 <= i < n_s and 0 <= j < n_t):
-                raise EncRLConfigError(
-                    f"model.loss.hidden.pairs has [{i}, {j}]: student layers are 0..{n_s - 1}, teacher 0..{n_t - 1}"
-                )
+        try:
+            self.hidden_pairs = hidden_layer_pairs(loss, len(self.encoder.layers), len(self.teacher.encoder.layers))
+        except ValueError as e:
+            raise EncRLConfigError(str(e)) from e
         self.hidden_proj = torch.nn.ModuleList(
             [torch.nn.Linear(d_s, d_t) if d_s != d_t else torch.nn.Identity() for _ in self.hidden_pairs]
         )
@@ -187,16 +170,26 @@ class EncRLModel(EncDecCTCModelBPE):
 
     # --------------------------------------------------------------------------------------- forward
     @staticmethod
-    def _pool_time(x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pooled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
+        return lengths if factor == 1 else torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+
+    @classmethod
+    def _pool_time(cls, x: torch.Tensor, lengths: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
         if factor == 1:
             return x, lengths
         pooled = F.avg_pool1d(x.transpose(1, 2), kernel_size=factor, stride=factor, ceil_mode=True).transpose(1, 2)
-        return pooled, torch.div(lengths + factor - 1, factor, rounding_mode="floor")
+        return pooled, cls._pooled_lengths(lengths, factor)
 
-    def distill_forward(self, input_signal: torch.Tensor, input_signal_length: torch.Tensor) -> dict:
-        """Student and teacher on the same features; everything the losses need, frame-aligned."""
+    def distill_forward(self, input_signal: torch.Tensor, input_signal_length: torch.Tensor,
+                        cached_teacher: dict | None = None) -> dict:  # fmt: skip
+        """Student and teacher on the same features; everything the losses need, frame-aligned.
+        `cached_teacher` (a collated teacher-cache batch) replaces the teacher's forward pass."""
         features, feat_len = self.preprocessor(input_signal=input_signal, length=input_signal_length)
-        t_enc, t_len, t_logp, t_hidden = self.teacher(features, feat_len, tuple(j for _, j in self.hidden_pairs))
+        if cached_teacher is None:
+            t_enc, t_len, t_logp, t_hidden = self.teacher(features, feat_len, tuple(j for _, j in self.hidden_pairs))
+        else:
+            t_enc, t_len, t_logp, t_hidden = self._cached_teacher(cached_teacher)
+            self._check_cached_frames(cached_teacher, feat_len, t_len)
 
         s_hidden: dict[int, torch.Tensor] = {}
         hooks = [
@@ -217,11 +210,14 @@ class EncRLModel(EncDecCTCModelBPE):
         # align frame rates (pooling only when configured) and crop to a common length
         s_enc_a, s_len_a = self._pool_time(s_enc, s_len, self.pool_student)
         s_logp_a, _ = self._pool_time(s_logp, s_len, self.pool_student)
-        t_enc, t_len_a = self._pool_time(t_enc, t_len, self.pool_teacher)
-        t_logp, _ = self._pool_time(t_logp, t_len, self.pool_teacher)
-        if self.pool_student > 1 or self.pool_teacher > 1:
+        t_len_a = self._pooled_lengths(t_len, self.pool_teacher)
+        if t_enc is not None:
+            t_enc = self._pool_time(t_enc, t_len, self.pool_teacher)[0]
+        if t_logp is not None:
+            t_logp = self._pool_time(t_logp, t_len, self.pool_teacher)[0]
+        if t_logp is not None and (self.pool_student > 1 or self.pool_teacher > 1):
             s_logp_a, t_logp = F.log_softmax(s_logp_a, -1), F.log_softmax(t_logp, -1)
-        T = min(s_enc_a.shape[1], t_enc.shape[1])
+        T = min(s_enc_a.shape[1], *(x.shape[1] for x in (t_enc, t_logp, *t_hidden.values()) if x is not None))
         lengths = torch.minimum(torch.minimum(s_len_a, t_len_a), torch.full_like(s_len_a, T))
         hidden = [
             (self._pool_time(s_hidden[i], s_len, self.pool_student)[0][:, :T],
@@ -229,8 +225,9 @@ class EncRLModel(EncDecCTCModelBPE):
             for i, j in self.hidden_pairs
         ]  # fmt: skip
         return {
-            "student_enc": s_enc_a[:, :T], "teacher_enc": t_enc[:, :T], "student_logp": s_logp_a[:, :T],
-            "teacher_logp": t_logp[:, :T], "lengths": lengths, "hidden": hidden,
+            "student_enc": s_enc_a[:, :T], "teacher_enc": None if t_enc is None else t_enc[:, :T],
+            "student_logp": s_logp_a[:, :T], "teacher_logp": None if t_logp is None else t_logp[:, :T],
+            "lengths": lengths, "hidden": hidden,
             "student_logp_native": s_logp, "student_len_native": s_len,
         }  # fmt: skip
 
@@ -266,8 +263,8 @@ class EncRLModel(EncDecCTCModelBPE):
         return sum(float(self.cfg.loss[name].weight) * value for name, value in terms.items())
 
     def _step_losses(self, batch) -> tuple[dict, dict[str, torch.Tensor], torch.Tensor]:
-        signal, signal_len, transcript, transcript_len = batch
-        out = self.distill_forward(signal, signal_len)
+        signal, signal_len, transcript, transcript_len, *cached = batch
+        out = self.distill_forward(signal, signal_len, cached[0] if cached else None)
         terms = self.alignment_losses(out)
         if self.cfg.loss.get("ctc", {}).get("weight", 0) > 0:
             terms["ctc"] = self.loss(log_probs=out["student_logp_native"], targets=transcript,
@@ -286,7 +283,7 @@ class EncRLModel(EncDecCTCModelBPE):
         )
         log_every = self._trainer.log_every_n_steps if self._trainer is not None else 1
         if (batch_nb + 1) % log_every == 0:
-            _, _, transcript, transcript_len = batch
+            transcript, transcript_len = batch[2], batch[3]
             self.wer.update(predictions=out["student_logp_native"], targets=transcript,
                             targets_lengths=transcript_len, predictions_lengths=out["student_len_native"])  # fmt: skip
             wer, _, _ = self.wer.compute()
@@ -296,7 +293,7 @@ class EncRLModel(EncDecCTCModelBPE):
 
     def validation_pass(self, batch, batch_idx, dataloader_idx=0):
         out, terms, loss = self._step_losses(batch)
-        _, _, transcript, transcript_len = batch
+        transcript, transcript_len = batch[2], batch[3]
         self.wer.update(predictions=out["student_logp_native"], targets=transcript,
                         targets_lengths=transcript_len, predictions_lengths=out["student_len_native"])  # fmt: skip
         wer, wer_num, wer_denom = self.wer.compute()

@@ -1,0 +1,93 @@
+"""Stage 1 from a teacher cache: the training loader also yields the teacher's stored outputs, which
+replace its forward pass; everything is checked against the cache's record before the first step."""
+
+from __future__ import annotations
+
+import torch
+
+from nemo.utils import logging
+
+
+class CachedTeacherMixin:
+    """For EncRLModel: `model.teacher.cache` switches the training steps to the cache (validation and
+    any run without a cache keep the teacher online)."""
+
+    teacher_cache = None
+
+    def _open_teacher_cache(self):
+        """The cache named by model.teacher.cache, checked against this run before any training step:
+        same teacher weights, same features, every output the losses read, every training cut."""
+        from nemo_encrl.cache import TeacherCache, TeacherCacheError, needed_layout
+        from nemo_encrl.cache.layout import cache_identity, describe_differences
+        from nemo_encrl.cache.reader import check_cacheable_inputs, train_cuts
+
+        cache = TeacherCache(self.cfg.teacher.cache)
+        where = f"teacher cache {cache.folder}"
+        check_cacheable_inputs(self.cfg.train_ds)
+        if not self.cfg.train_ds.get("use_lhotse"):
+            raise TeacherCacheError("model.teacher.cache needs model.train_ds.use_lhotse=true (the cache is read by lhotse)")
+        need = needed_layout(self.cfg, len(self.teacher.encoder.layers))
+        now = cache_identity(self.teacher.encoder, self.teacher.decoder, self.cfg.preprocessor, need,
+                             float(self.cfg.preprocessor.window_stride) * self.teacher.subsampling_factor)  # fmt: skip
+        diff = describe_differences({k: cache.meta.get(k) for k in ("teacher", "features", "frame_shift")},
+                                    {k: now[k] for k in ("teacher", "features", "frame_shift")})  # fmt: skip
+        if diff:
+            raise TeacherCacheError(f"{where} was built for another teacher or other features ({'; '.join(diff)}): "
+                                   "rebuild it with `nemo-encrl cache-teacher` and this config")  # fmt: skip
+        missing = cache.layout.missing_for(need)
+        if missing:
+            raise TeacherCacheError(f"{where} lacks {', '.join(missing)}: rebuild it with this config "
+                                   "(teacher_cache.hidden_layers=all stores every teacher layer)")  # fmt: skip
+        if not (self.cfg.train_ds.get("tarred_audio_filepaths") or self.cfg.train_ds.get("shar_path")):
+            absent = cache.missing(c.id for c in train_cuts(self.cfg.train_ds))
+            if absent:
+                raise TeacherCacheError(f"{where} has no teacher outputs for {len(absent)} training cut(s), e.g. "
+                                       f"{absent[0]!r}: rebuild it for this model.train_ds")  # fmt: skip
+        logging.info(f"EncRL stage 1 reads the teacher's outputs from {cache.folder} ({cache.layout.fields()})")
+        return cache
+
+    def setup_training_data(self, train_data_config):
+        self._building_train_loader = True
+        try:
+            super().setup_training_data(train_data_config)
+        finally:
+            self._building_train_loader = False
+
+    def _setup_dataloader_from_config(self, config):
+        """With model.teacher.cache, the training loader also yields the teacher's cached outputs."""
+        cache_dir = self.cfg.get("teacher", {}).get("cache")
+        if not (cache_dir and getattr(self, "_building_train_loader", False) and config.get("use_lhotse")):
+            return super()._setup_dataloader_from_config(config)
+        from nemo.collections.common.data.lhotse import get_lhotse_dataloader_from_config
+
+        from nemo_encrl.cache import TeacherCache
+        from nemo_encrl.data.cached_teacher_dataset import LhotseSpeechToTextWithTeacherCache
+
+        return get_lhotse_dataloader_from_config(
+            config, global_rank=self.global_rank, world_size=self.world_size,
+            dataset=LhotseSpeechToTextWithTeacherCache(self.tokenizer, TeacherCache(cache_dir)), tokenizer=self.tokenizer,
+        )  # fmt: skip
+
+    def _cached_teacher(self, cached: dict) -> tuple:
+        from nemo_encrl.cache.reader import teacher_outputs
+
+        cache = self.teacher_cache
+        layers = tuple(j for _, j in self.hidden_pairs)
+        return teacher_outputs(cached, cache.layout, cache.vocab_size, layers)
+
+    def _check_cached_frames(self, cached: dict, feat_len: torch.Tensor, t_len: torch.Tensor) -> None:
+        """The cached frame counts must be what the teacher's subsampling makes of these features."""
+        from nemo.collections.asr.parts.submodules.subsampling import calc_length
+
+        from nemo_encrl.cache import TeacherCacheError
+
+        pre = self.teacher.encoder.pre_encode
+        expected = calc_length(feat_len, all_paddings=pre._left_padding + pre._right_padding, kernel_size=pre._kernel_size,
+                               stride=pre._stride, ceil_mode=pre._ceil_mode, repeat_num=pre._sampling_num)  # fmt: skip
+        bad = (t_len.to(expected.device) != expected).nonzero().flatten().tolist()
+        if bad:
+            i = bad[0]
+            raise TeacherCacheError(
+                f"teacher cache {self.teacher_cache.folder}: cut {cached['cut_ids'][i]!r} has {int(t_len[i])} cached "
+                f"frames but its audio gives {int(expected[i])}: the audio changed since the cache was built; rebuild it"
+            )
