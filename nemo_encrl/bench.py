@@ -94,17 +94,19 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
     if run.method in STAGE1_LOSSES:
         weights = STAGE1_LOSSES[run.method]
         stage1_nemo = folder / "stage1.nemo"
+        cache, charge = _teacher_cache(cfg, corpus, common)
         if not stage1_nemo.exists():
             start = time.time()
             fit_encrl(load_config("encrl", "encrl_clip_mse", [
                 f"model.teacher.path={cfg.teacher}", *common, *_encoder_overrides(size),
-                *[f"model.loss.{k}.weight={v}" for k, v in weights.items()],
-                f"+trainer.max_time={max_time(budget * float(cfg.stage1_share))}",
+                *[f"model.loss.{k}.weight={v}" for k, v in weights.items()], *cache,
+                f"+trainer.max_time={max_time(budget * float(cfg.stage1_share) - charge)}",
                 f"exp_manager.exp_dir={folder}/stage1", f"output_nemo={stage1_nemo}",
                 f"learning_curve={folder}/stage1_curve.json", *cfg.get("stage1_overrides", []),
             ]))  # fmt: skip
             (folder / "stage1.seconds").write_text(f"{time.time() - start:.1f}")
-        timing["stage1_seconds"] = float((folder / "stage1.seconds").read_text())
+        timing["stage1_seconds"] = float((folder / "stage1.seconds").read_text()) + charge
+        timing["cache_seconds_charged"] = round(charge, 1)
         init = ["init.from=stage1", f"init.stage1={stage1_nemo}", f"init.depths=[{size.n_layers}]"]
         remaining = budget - timing["stage1_seconds"]
     elif run.method == "scratch":
@@ -133,6 +135,22 @@ def train_run(run: Run, cfg: DictConfig, corpus: Path, folder: Path) -> dict:
     timing["stage2_seconds"] = round(time.time() - start, 1)
     (nemo,) = [r["nemo"] for r in results.values()]
     return {"nemo": nemo, **timing, "budget_seconds": budget}
+
+
+def _teacher_cache(cfg: DictConfig, corpus: Path, common: list[str]) -> tuple[list[str], float]:
+    """With `teacher_cache: true`, one cache of the train split serves every stage-1 run (all teacher layers,
+    so any size and loss mix); each stage-1 run is charged an equal share of its build time. Returns the
+    stage-1 overrides that switch to it and the seconds charged to one run."""
+    if not cfg.get("teacher_cache"):
+        return [], 0.0
+    from nemo_encrl.cache.builder import build_teacher_cache
+
+    folder = Path(cfg.out_dir) / "teacher_cache"
+    overrides = [f"model.teacher.path={cfg.teacher}", *common, f"model.teacher.cache={folder}"]
+    build_teacher_cache(load_config("encrl", "encrl_clip_mse", [*overrides, "teacher_cache.hidden_layers=all"]))
+    seconds = json.loads((folder / "cache.json").read_text())["summary"]["build_seconds"]
+    sharing = sum(r.method in STAGE1_LOSSES for r in plan_runs(cfg))
+    return [f"model.teacher.cache={folder}"], seconds / max(1, sharing)
 
 
 def _speeds(nemo: str, corpus: Path, folder: Path, cfg: DictConfig) -> dict:
@@ -212,6 +230,7 @@ def run_settings(run: Run | None, cfg: DictConfig) -> dict:
         settings["finetune_overrides"] = list(cfg.get("finetune_overrides", []))
     if run.method in STAGE1_LOSSES:
         settings.update(stage1_share=float(cfg.stage1_share), stage1_losses=STAGE1_LOSSES[run.method],
+                        **({"teacher_cache": True} if cfg.get("teacher_cache") else {}),
                         stage1_overrides=list(cfg.get("stage1_overrides", [])),
                         stage1_config=_file_digest(CONF_DIR / "encrl" / "encrl_clip_mse.yaml"))  # fmt: skip
     if run.method == "prune_l1":
@@ -355,7 +374,10 @@ def write_report(cfg: DictConfig, runs: list[Run]) -> Path:
           f"test WER {100 * teacher['wer']:.1f}%)",
           "- Budget per run (total wall-clock, stage 1 with the teacher's forward passes included): "
           + ", ".join(f"{s}: {m} min" for s, m in cfg.budget_minutes.items())
-          + f"; EncRL spends {100 * float(cfg.stage1_share):.0f}% of it in stage 1.",
+          + f"; EncRL spends {100 * float(cfg.stage1_share):.0f}% of it in stage 1"
+          + ("; stage 1 reads the teacher's outputs from one teacher cache of the train split, each stage-1 run "
+             "charged an equal share of its build time." if cfg.get("teacher_cache") else
+             "; stage 1 runs the teacher at every step (no teacher cache)."),
           f"- Runs finished: {len(results)} of {len(runs)}.", ""]  # fmt: skip
 
     # main comparison, per size: mean and spread over seeds

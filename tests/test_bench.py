@@ -102,6 +102,11 @@ def test_tiny_bench_end_to_end_and_resume(tiny_ctc_nemo, tmp_path, monkeypatch, 
         assert result["stage2_seconds"] > 0 and f"| {name} |" in text
     encrl = json.loads((tmp_path / "bench" / "encrl_small_s1" / "result.json").read_text())
     assert 0 < encrl["stage1_seconds"] < encrl["budget_seconds"] + 60
+    # one teacher cache served every stage-1 run (encrl x2, kd); each was charged a third of its build
+    cache = json.loads((tmp_path / "bench" / "teacher_cache" / "cache.json").read_text())
+    assert cache["complete"] and len(cache["layout"]["hidden_layers"]) == 2  # all of the tiny teacher's layers
+    assert encrl["cache_seconds_charged"] == pytest.approx(cache["summary"]["build_seconds"] / 3, abs=0.1)
+    assert "reads the teacher's outputs from one teacher cache" in text
     pruned = json.loads((tmp_path / "bench" / "prune_l1_small_s1" / "result.json").read_text())
     assert pruned["nonzero_parameters"] < pruned["parameters"]
     sized = json.loads((tmp_path / "bench" / "prune_l1_size_small_s1" / "result.json").read_text())

@@ -8,8 +8,8 @@ import pytest
 
 from nemo_encrl.cli import build_parser, main
 
-SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "distill", "finetune", "export", "bench",
-               "evaluate", "demo", "average"]
+SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "cache-teacher", "distill", "finetune",
+               "export", "bench", "evaluate", "demo", "average"]
 
 
 @pytest.mark.parametrize("sub", [None] + SUBCOMMANDS)
@@ -75,11 +75,16 @@ def test_demo_pipeline_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeyp
     assert rows["scratch_L2"]["parameters"] == rows["encrl_L2"]["parameters"]
     assert rows["scratch_L1"]["parameters"] < rows["scratch_L2"]["parameters"]
     assert rows["scratch_L2"]["train_seconds"] <= rows["encrl_L2"]["train_seconds"] + 60
+    # stage 1 read the teacher cache, whose build time is part of EncRL's wall-clock
+    cache = json.loads((tmp_path / "out" / "teacher_cache" / "cache.json").read_text())
+    assert cache["complete"] and cache["summary"]["utterances"] == 40
+    assert rows["encrl_L2"]["train_seconds"] >= cache["summary"]["build_seconds"]
     # a second run reuses every finished step
     caplog.clear()
     caplog.set_level(logging.INFO, logger="nemo_encrl")
     assert main(argv) == 0
     assert caplog.text.count("reusing") >= 5
+    assert "is complete (40 utterances); nothing to do" in caplog.text
 
 
 @pytest.mark.slow

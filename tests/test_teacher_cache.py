@@ -62,6 +62,7 @@ def test_cache_record_and_round_trip(built, tiny_ctc_nemo):
     assert len(list(built["float32"].glob("arrays-*.h5"))) == 3  # 40 utterances in shards of 16
     per_second = meta["summary"]["bytes_per_audio_second"]
     assert per_second["teacher_encoder"] == per_second["teacher_hidden_0"]  # same width
+    assert "teacher_hidden_1" not in per_second  # the last layer's output is the encoder output: stored once
     half = json.loads((built["float16"] / "cache.json").read_text())["summary"]["bytes_per_audio_second"]
     assert half["teacher_encoder"] == pytest.approx(per_second["teacher_encoder"] / 2)
     # one utterance read back equals the teacher's encoder output on that utterance alone
@@ -99,14 +100,23 @@ def test_topk_keeps_the_top_and_sums_to_one():
 
 
 def test_topk_cache_trains_kl(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """A top-k cache gives exactly the KL against the teacher's top-k distribution (the rest spread
+    evenly), up to fp16 rounding; how much that changes training is measured in docs/TEACHER_CACHE.md."""
+    from nemo_encrl.losses import ctc_kl_loss
+
     extra = ["model.loss.kl.weight=1.0", "model.loss.mse_logprobs.weight=0", "teacher_cache.logprobs=topk",
              "teacher_cache.logprobs_topk=8"]  # fmt: skip
     folder = build_teacher_cache(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, *extra))
-    assert json.loads((folder / "cache.json").read_text())["layout"]["logprobs"] == "topk"
-    cached, online = _same_batch_losses(_model(tiny_ctc_nemo, tiny_corpus, tmp_path, folder, *extra))
-    # the tail of each frame's distribution is spread evenly: a small, bounded change of the KL
-    assert float(cached["kl"]) == pytest.approx(float(online["kl"]), rel=0.1, abs=0.05)
-    assert float(cached["hidden"]) == pytest.approx(float(online["hidden"]), rel=2e-2)
+    meta = json.loads((folder / "cache.json").read_text())
+    assert meta["layout"]["logprobs"] == "topk" and "teacher_logprobs" not in meta["summary"]["bytes_per_audio_second"]
+    model = _model(tiny_ctc_nemo, tiny_corpus, tmp_path, folder, *extra).eval()
+    batch = next(iter(model._train_dl))
+    with torch.no_grad():
+        cached = model._step_losses(batch)[1]
+        online = model.distill_forward(*batch[:2])
+        topk_teacher = topk_expand(*topk_compress(online["teacher_logp"], 8), model.teacher_cache.vocab_size)
+        expected = ctc_kl_loss(online["student_logp"], topk_teacher, online["lengths"])
+    assert float(cached["kl"]) == pytest.approx(float(expected), rel=2e-2)
 
 
 def test_other_teacher_is_refused(built, tiny_ctc_nemo, tiny_corpus, tmp_path):

@@ -112,7 +112,7 @@ def _arrays_of(i: int, n: int, enc, logp, hidden, layout: CacheLayout) -> dict:
         out[FIELD_TOPK_VALUES] = values.cpu().numpy().astype(dtype)
         index_dtype = np.int16 if logp.shape[-1] <= np.iinfo(np.int16).max else np.int32
         out[FIELD_TOPK_INDICES] = indices.cpu().numpy().astype(index_dtype)
-    for j in layout.hidden_layers:
+    for j in layout.stored_hidden():
         out[hidden_field(j)] = hidden[j][i, :n].cpu().numpy().astype(dtype)
     return out
 
@@ -156,7 +156,8 @@ def build_teacher_cache(cfg: DictConfig) -> Path:
     folder = Path(model_cfg.teacher.cache)
     check_cacheable_inputs(model_cfg.train_ds)
     teacher = load_ctc_model(path=model_cfg.teacher.get("path"), pretrained_name=model_cfg.teacher.get("pretrained_name"))
-    layout = needed_layout(model_cfg, len(teacher.encoder.layers), cache_cfg)
+    layout = needed_layout(model_cfg, len(teacher.encoder.layers), cache_cfg,
+                           last_layer_is_output=getattr(teacher.encoder, "out_proj", None) is None)  # fmt: skip
     frame_shift = float(teacher.cfg.preprocessor.window_stride) * int(teacher.encoder.subsampling_factor)
     identity = cache_identity(teacher.encoder, teacher.decoder, teacher.cfg.preprocessor, layout, frame_shift)
 

@@ -43,6 +43,12 @@ class CacheLayout:
     hidden_layers: tuple[int, ...] = field(default_factory=tuple)
     dtype: str = "float16"
     topk: int = 0
+    # the teacher layer whose output *is* the encoder output (a Conformer without an output projection):
+    # when both are wanted it is stored once, as the encoder output
+    encoder_layer: int | None = None
+
+    def stored_hidden(self) -> list[int]:
+        return [j for j in self.hidden_layers if not (self.encoder and j == self.encoder_layer)]
 
     def fields(self) -> list[str]:
         names = [FIELD_ENCODER] if self.encoder else []
@@ -50,7 +56,7 @@ class CacheLayout:
             names.append(FIELD_LOGPROBS)
         elif self.logprobs == "topk":
             names += [FIELD_TOPK_VALUES, FIELD_TOPK_INDICES]
-        return names + [hidden_field(j) for j in self.hidden_layers]
+        return names + [hidden_field(j) for j in self.stored_hidden()]
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden_layers": list(self.hidden_layers)}
@@ -72,8 +78,10 @@ class CacheLayout:
         return missing
 
 
-def needed_layout(model_cfg: DictConfig, n_teacher_layers: int, cache_cfg: DictConfig | None = None) -> CacheLayout:
-    """The outputs the configured stage-1 losses read from the teacher (weights > 0), stored per `cache_cfg`."""
+def needed_layout(model_cfg: DictConfig, n_teacher_layers: int, cache_cfg: DictConfig | None = None,
+                  last_layer_is_output: bool = False) -> CacheLayout:  # fmt: skip
+    """The outputs the configured stage-1 losses read from the teacher (weights > 0), stored per `cache_cfg`.
+    `last_layer_is_output`: the teacher encoder has no output projection after its last layer."""
     loss = model_cfg.loss
     on = {name: float((loss.get(name) or {}).get("weight", 0)) > 0 for name in loss}
     pairs = hidden_layer_pairs(loss, int(model_cfg.encoder.n_layers), n_teacher_layers)
@@ -103,6 +111,7 @@ def needed_layout(model_cfg: DictConfig, n_teacher_layers: int, cache_cfg: DictC
         hidden_layers=tuple(hidden),
         dtype=dtype,
         topk=int(cache_cfg.get("logprobs_topk", 16)) if wants_logprobs and fmt == "topk" else 0,
+        encoder_layer=n_teacher_layers - 1 if last_layer_is_output else None,
     )
 
 

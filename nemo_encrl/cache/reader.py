@@ -125,6 +125,7 @@ def teacher_outputs(batch: dict, layout: CacheLayout, vocab_size: int, hidden_la
         logp = topk_expand(f[FIELD_TOPK_VALUES], f[FIELD_TOPK_INDICES], vocab_size)
     else:
         logp = None
-    hidden = {j: f[hidden_field(j)].float() for j in hidden_layers}
+    stored = set(layout.stored_hidden())
+    hidden = {j: f[hidden_field(j)].float() if j in stored else enc for j in hidden_layers}
     return enc, batch["lengths"], logp, hidden
 
