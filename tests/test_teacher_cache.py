@@ -41,16 +41,19 @@ def _model(teacher, corpus, work, cache, *extra):
     return EncRLModel(_cfg(teacher, corpus, work, f"model.teacher.cache={cache}", *extra).model)
 
 
-def _same_batch_losses(model):
-    """Stage-1 losses of one training batch with the cached teacher and with the teacher online (eval
-    mode: no dither, so both see identical features)."""
-    model.eval()
+def _same_batch_losses(model, training: bool = False):
+    """Stage-1 losses of one training batch with the cached teacher and with the teacher online. In
+    training mode the student's features are dithered (same random draws for both calls); the teacher
+    sees un-dithered features either way."""
+    model.train(training)
     batch = next(iter(model._train_dl))
     assert len(batch) == 5 and set(batch[4]) == {"fields", "lengths", "cut_ids"}
-    with torch.no_grad():
-        cached = model._step_losses(batch)[1]
-        online = model._step_losses(batch[:4])[1]
-    return cached, online
+    losses = []
+    for b in (batch, batch[:4]):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            losses.append(model._step_losses([x.clone() if torch.is_tensor(x) else x for x in b])[1])
+    return losses
 
 
 def test_cache_record_and_round_trip(built, tiny_ctc_nemo):
@@ -79,10 +82,12 @@ def test_cache_record_and_round_trip(built, tiny_ctc_nemo):
     assert torch.allclose(stored, expected, atol=1e-4)
 
 
-def test_cached_losses_equal_online_losses(built, tiny_ctc_nemo, tiny_corpus, tmp_path):
+@pytest.mark.parametrize("training", [False, True])
+def test_cached_losses_equal_online_losses(built, tiny_ctc_nemo, tiny_corpus, tmp_path, training):
     for dtype, tol in (("float32", 1e-4), ("float16", 2e-2)):
         model = _model(tiny_ctc_nemo, tiny_corpus, tmp_path / dtype, built[dtype])
-        cached, online = _same_batch_losses(model)
+        assert model.preprocessor.featurizer.dither > 0  # the student's features are dithered in training
+        cached, online = _same_batch_losses(model, training)
         assert set(cached) == set(online) == {"clip", "mse_logprobs", "mse_encoder", "hidden"}
         for name in online:
             assert float(cached[name]) == pytest.approx(float(online[name]), rel=tol, abs=tol * 1e-2), (dtype, name)
