@@ -245,3 +245,17 @@ def test_cli_cache_then_distill(built, tiny_ctc_nemo, tiny_corpus, tmp_path):
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("nemo-encrl distill: error: model.teacher.cache=")
+
+
+def test_a_run_reads_only_the_fields_its_losses_use():
+    """One all-layers cache serves students of any depth; each reads only its own fields."""
+    from nemo_encrl.cache import CacheLayout
+
+    cache = CacheLayout(encoder=True, logprobs="full", hidden_layers=tuple(range(9)), encoder_layer=8)
+    assert "teacher_hidden_8" not in cache.fields()  # stored once, as the encoder output
+    small = CacheLayout(encoder=False, logprobs=None, hidden_layers=(2, 4, 6, 8))
+    assert cache.fields_for(small) == ["teacher_encoder", "teacher_hidden_2", "teacher_hidden_4", "teacher_hidden_6"]
+    kd = CacheLayout(encoder=False, logprobs="full", hidden_layers=())
+    assert cache.fields_for(kd) == ["teacher_logprobs"]
+    assert cache.missing_for(small) == [] and "teacher layers [9]" in cache.missing_for(
+        CacheLayout(encoder=False, logprobs=None, hidden_layers=(9,)))[0]

@@ -58,6 +58,17 @@ class CacheLayout:
             names += [FIELD_TOPK_VALUES, FIELD_TOPK_INDICES]
         return names + [hidden_field(j) for j in self.stored_hidden()]
 
+    def fields_for(self, need: "CacheLayout") -> list[str]:
+        """The stored fields a run with needs `need` reads (an all-layers cache serves a small student too)."""
+        names = self.fields()
+        wanted = set()
+        if need.encoder or (self.encoder and self.encoder_layer in need.hidden_layers):
+            wanted.add(FIELD_ENCODER)
+        if need.logprobs:
+            wanted |= {FIELD_LOGPROBS, FIELD_TOPK_VALUES, FIELD_TOPK_INDICES}
+        wanted |= {hidden_field(j) for j in need.hidden_layers}
+        return [n for n in names if n in wanted]
+
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden_layers": list(self.hidden_layers)}
 

@@ -64,7 +64,8 @@ def read_meta(folder: str | Path) -> dict:
 class TeacherCache:
     """A complete teacher cache folder: its record, and the cached arrays of any of its cuts."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, need: CacheLayout | None = None):
+        """`need`: what the reading run's losses use; only those fields are loaded (default: all)."""
         self.folder = Path(folder)
         self.meta = read_meta(self.folder)
         if not self.meta.get("complete"):
@@ -74,6 +75,7 @@ class TeacherCache:
             )
         self.layout = CacheLayout.from_dict(self.meta["layout"])
         self.vocab_size = int(self.meta["vocab_size"])
+        self.fields = self.layout.fields_for(need) if need is not None else self.layout.fields()
         self._index: dict[str, dict] | None = None
 
     def __getstate__(self):  # DataLoader workers rebuild the index themselves
@@ -109,23 +111,24 @@ class TeacherCache:
 
         arrays = [self.arrays_for(c) for c in cuts]
         batch = {name: collate_matrices([torch.from_numpy(a[name].load()) for a in arrays], padding_value=0)
-                 for name in self.layout.fields()}  # fmt: skip
-        lengths = torch.tensor([a[self.layout.fields()[0]].num_frames for a in arrays], dtype=torch.long)
+                 for name in self.fields}  # fmt: skip
+        any_field = self.layout.fields()[0]  # every field has the utterance's frame count
+        lengths = torch.tensor([a[any_field].num_frames for a in arrays], dtype=torch.long)
         return {"fields": batch, "lengths": lengths, "cut_ids": [c.id for c in cuts]}
 
 
-def teacher_outputs(batch: dict, layout: CacheLayout, vocab_size: int, hidden_layers) -> tuple:
+def teacher_outputs(batch: dict, vocab_size: int, hidden_layers) -> tuple:
     """A collated cache batch -> (encoded [B,T,D], lengths [B], log_probs [B,T,V], {layer: [B,T,D]}) in
-    float32, the same shapes `TeacherWrapper.forward` returns; absent fields are None."""
+    float32, the same shapes `TeacherWrapper.forward` returns; fields not loaded are None. A hidden
+    layer without a field of its own is the teacher's last layer, i.e. the encoder output."""
     f = batch["fields"]
-    enc = f[FIELD_ENCODER].float() if layout.encoder else None
-    if layout.logprobs == "full":
+    enc = f[FIELD_ENCODER].float() if FIELD_ENCODER in f else None
+    if FIELD_LOGPROBS in f:
         logp = f[FIELD_LOGPROBS].float()
-    elif layout.logprobs == "topk":
+    elif FIELD_TOPK_VALUES in f:
         logp = topk_expand(f[FIELD_TOPK_VALUES], f[FIELD_TOPK_INDICES], vocab_size)
     else:
         logp = None
-    stored = set(layout.stored_hidden())
-    hidden = {j: f[hidden_field(j)].float() if j in stored else enc for j in hidden_layers}
+    hidden = {j: f[hidden_field(j)].float() if hidden_field(j) in f else enc for j in hidden_layers}
     return enc, batch["lengths"], logp, hidden
 

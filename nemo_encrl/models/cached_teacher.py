@@ -17,16 +17,16 @@ class CachedTeacherMixin:
     def _open_teacher_cache(self):
         """The cache named by model.teacher.cache, checked against this run before any training step:
         same teacher weights, same features, every output the losses read, every training cut."""
-        from nemo_encrl.cache import TeacherCache, TeacherCacheError, needed_layout
+        from nemo_encrl.cache import TeacherCache, TeacherCacheError
         from nemo_encrl.cache.layout import cache_identity, describe_differences
         from nemo_encrl.cache.reader import check_cacheable_inputs, train_cuts
 
-        cache = TeacherCache(self.cfg.teacher.cache)
+        need = self._cache_needs()
+        cache = TeacherCache(self.cfg.teacher.cache, need)
         where = f"teacher cache {cache.folder}"
         check_cacheable_inputs(self.cfg.train_ds)
         if not self.cfg.train_ds.get("use_lhotse"):
             raise TeacherCacheError("model.teacher.cache needs model.train_ds.use_lhotse=true (the cache is read by lhotse)")
-        need = needed_layout(self.cfg, len(self.teacher.encoder.layers))
         now = cache_identity(self.teacher.encoder, self.teacher.decoder, self.cfg.preprocessor, need,
                              float(self.cfg.preprocessor.window_stride) * self.teacher.subsampling_factor)  # fmt: skip
         diff = describe_differences({k: cache.meta.get(k) for k in ("teacher", "features", "frame_shift")},
@@ -45,6 +45,12 @@ class CachedTeacherMixin:
                                        f"{absent[0]!r}: rebuild it for this model.train_ds")  # fmt: skip
         logging.info(f"EncRL stage 1 reads the teacher's outputs from {cache.folder} ({cache.layout.fields()})")
         return cache
+
+    def _cache_needs(self):
+        """What this run's losses read from the teacher (from the config: the teacher may not exist yet)."""
+        from nemo_encrl.cache import needed_layout
+
+        return needed_layout(self.cfg, int(self.cfg.teacher.model.encoder.n_layers))
 
     def setup_training_data(self, train_data_config):
         self._building_train_loader = True
@@ -65,15 +71,14 @@ class CachedTeacherMixin:
 
         return get_lhotse_dataloader_from_config(
             config, global_rank=self.global_rank, world_size=self.world_size,
-            dataset=LhotseSpeechToTextWithTeacherCache(self.tokenizer, TeacherCache(cache_dir)), tokenizer=self.tokenizer,
+            dataset=LhotseSpeechToTextWithTeacherCache(self.tokenizer, TeacherCache(cache_dir, self._cache_needs())),
+            tokenizer=self.tokenizer,
         )  # fmt: skip
 
     def _cached_teacher(self, cached: dict) -> tuple:
         from nemo_encrl.cache.reader import teacher_outputs
 
-        cache = self.teacher_cache
-        layers = tuple(j for _, j in self.hidden_pairs)
-        return teacher_outputs(cached, cache.layout, cache.vocab_size, layers)
+        return teacher_outputs(cached, self.teacher_cache.vocab_size, tuple(j for _, j in self.hidden_pairs))
 
     def _check_cached_frames(self, cached: dict, feat_len: torch.Tensor, t_len: torch.Tensor) -> None:
         """The cached frame counts must be what the teacher's subsampling makes of these features."""
