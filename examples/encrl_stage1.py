@@ -10,6 +10,8 @@
 #       trainer.max_steps=3000
 #
 # Started again with the same exp_manager settings, it resumes from the last checkpoint.
+# With model.teacher.cache=<folder> (made by examples/cache_teacher.py with the same config), the
+# training steps read the teacher's outputs from the cache instead of running the teacher.
 
 from omegaconf import DictConfig, OmegaConf
 
