@@ -2,7 +2,7 @@
 
 import pytest
 
-from nemo_encrl.models.encrl_model import proportional_layer_pairs
+from nemo_encrl.losses import proportional_layer_pairs
 
 
 @pytest.mark.parametrize(("n_student", "n_teacher", "expected"), [

@@ -86,7 +86,7 @@ class TeacherCache:
         if self._index is None:
             from lhotse import CutSet
 
-            fields = self.layout.fields()
+            fields = self.layout.fields()  # every field's manifest (cheap); only self.fields are loaded
             self._index = {
                 cut.id: {name: cut.custom[name].with_path_prefix(self.folder) for name in fields}
                 for cut in CutSet.from_file(self.folder / "cuts.jsonl.gz")

@@ -22,13 +22,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemo.collections.asr.models import EncDecCTCModelBPE
 from nemo.utils import logging, model_utils
 
-from nemo_encrl.losses import (ctc_kl_loss, frame_clip_loss, hidden_layer_pairs, masked_mse, proportional_layer_pairs,
-                               utterance_clip_loss)  # fmt: skip
+from nemo_encrl.losses import ctc_kl_loss, frame_clip_loss, hidden_layer_pairs, masked_mse, utterance_clip_loss
 from nemo_encrl.models.cached_teacher import CachedTeacherMixin
 from nemo_encrl.modules import TeacherWrapper
 from nemo_encrl.tokenizer import export_tokenizer
 
-__all__ = ["EncRLModel", "EncRLConfigError", "proportional_layer_pairs"]
+__all__ = ["EncRLModel", "EncRLConfigError"]
 
 # preprocessor fields that change the features; student and teacher must agree on all of them
 PREPROCESSOR_KEYS = ("sample_rate", "features", "window_size", "window_stride", "window", "n_fft", "normalize",
