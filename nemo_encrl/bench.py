@@ -144,11 +144,12 @@ def _teacher_cache(cfg: DictConfig, corpus: Path, common: list[str]) -> tuple[li
     if not cfg.get("teacher_cache"):
         return [], 0.0
     from nemo_encrl.cache.builder import build_teacher_cache
+    from nemo_encrl.cache.reader import read_meta
 
     folder = Path(cfg.out_dir) / "teacher_cache"
     overrides = [f"model.teacher.path={cfg.teacher}", *common, f"model.teacher.cache={folder}"]
     build_teacher_cache(load_config("encrl", "encrl_clip_mse", [*overrides, "teacher_cache.hidden_layers=all"]))
-    seconds = json.loads((folder / "cache.json").read_text())["summary"]["build_seconds"]
+    seconds = read_meta(folder)["summary"]["build_seconds"]
     sharing = sum(r.method in STAGE1_LOSSES for r in plan_runs(cfg))
     return [f"model.teacher.cache={folder}"], seconds / max(1, sharing)
 

@@ -34,6 +34,7 @@ def _timed(result_file: Path, fn) -> float:
 
 def run_demo(cfg: DictConfig) -> dict:
     from nemo_encrl.cache.builder import build_teacher_cache
+    from nemo_encrl.cache.reader import read_meta
     from nemo_encrl.data.corpus import build_corpus, load_profile
     from nemo_encrl.evaluate import evaluate_manifest, format_report, write_report
     from nemo_encrl.finetune import finetune_students
@@ -91,7 +92,7 @@ def run_demo(cfg: DictConfig) -> dict:
         log.info("[4/%d] teacher cache of the train split -> %s", steps, cache)
         stage1.append(f"model.teacher.cache={cache}")
         build_teacher_cache(load_config("encrl", "encrl_clip_mse", stage1))  # resumes, or returns when complete
-        t_cache = json.loads((cache / "cache.json").read_text())["summary"]["build_seconds"]
+        t_cache = read_meta(cache)["summary"]["build_seconds"]
     else:
         log.info("[4/%d] no teacher cache (teacher_cache=false): stage 1 runs the teacher at every step", steps)
     log.info("[5/%d] EncRL stage 1 (CLIP + MSE) for %.1f min -> %s", steps, cfg.stage1_minutes, stage1_nemo)

@@ -75,7 +75,7 @@ class _ShardWriter:
             self.bytes[name] = self.bytes.get(name, 0) + value.nbytes
         self.cuts.append(fastcopy(cut, custom=custom))
 
-    def close(self) -> int:
+    def close(self) -> None:
         from lhotse import CutSet
 
         self.writer.close()
@@ -83,7 +83,6 @@ class _ShardWriter:
         CutSet.from_cuts(c.drop_in_memory_data() for c in self.cuts).to_file(tmp)
         os.replace(tmp, self.folder / f"cuts-{self.index:05d}.jsonl.gz")
         (self.folder / f"bytes-{self.index:05d}.json").write_text(json.dumps(self.bytes))
-        return len(self.cuts)
 
 
 def _finished_shards(folder: Path) -> list[Path]:
@@ -158,8 +157,8 @@ def build_teacher_cache(cfg: DictConfig) -> Path:
     teacher = load_ctc_model(path=model_cfg.teacher.get("path"), pretrained_name=model_cfg.teacher.get("pretrained_name"))
     layout = needed_layout(model_cfg, len(teacher.encoder.layers), cache_cfg,
                            last_layer_is_output=getattr(teacher.encoder, "out_proj", None) is None)  # fmt: skip
-    frame_shift = float(teacher.cfg.preprocessor.window_stride) * int(teacher.encoder.subsampling_factor)
-    identity = cache_identity(teacher.encoder, teacher.decoder, teacher.cfg.preprocessor, layout, frame_shift)
+    identity = {**cache_identity(teacher.encoder, teacher.decoder, teacher.cfg.preprocessor), "layout": layout.to_dict()}
+    frame_shift = identity["frame_shift"]
 
     folder.mkdir(parents=True, exist_ok=True)
     meta = read_meta(folder) if (folder / META).exists() else None
@@ -180,10 +179,13 @@ def build_teacher_cache(cfg: DictConfig) -> Path:
     shards = _finished_shards(folder)
     done_ids = {c.id for s in shards for c in CutSet.from_file(s)}
     all_cuts = train_cuts(model_cfg.train_ds)
-    total = sum(1 for _ in all_cuts)
-    todo = all_cuts.filter(lambda c: c.id not in done_ids)
-    if not (model_cfg.train_ds.get("tarred_audio_filepaths") or model_cfg.train_ds.get("shar_path")):
-        todo = CutSet.from_cuts(list(todo)).sort_by_duration()  # similar lengths per batch: less padding
+    if model_cfg.train_ds.get("tarred_audio_filepaths") or model_cfg.train_ds.get("shar_path"):
+        total = sum(1 for _ in all_cuts)  # sequential input: count, then stream it in its own order
+        todo = all_cuts.filter(lambda c: c.id not in done_ids)
+    else:  # read the manifest once; similar lengths per batch: less padding
+        all_cuts = list(all_cuts)
+        total = len(all_cuts)
+        todo = CutSet.from_cuts(c for c in all_cuts if c.id not in done_ids).sort_by_duration()
     log.info("teacher cache %s: %d of %d utterances done, layout %s", folder, len(done_ids), total, layout.fields())
 
     device = _device(str(cache_cfg.get("device", "auto")))

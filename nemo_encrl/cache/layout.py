@@ -143,11 +143,12 @@ def feature_settings(preprocessor_cfg: DictConfig) -> dict:
     return {k: preprocessor_cfg.get(k) for k in FEATURE_KEYS if preprocessor_cfg.get(k) is not None}
 
 
-def cache_identity(teacher_encoder, teacher_decoder, preprocessor_cfg: DictConfig, layout: CacheLayout,
-                   frame_shift: float) -> dict:  # fmt: skip
-    """Everything a cache's contents depend on: stage 1 refuses a cache whose identity differs from its own."""
+def cache_identity(teacher_encoder, teacher_decoder, preprocessor_cfg: DictConfig) -> dict:
+    """The teacher and features a cache's contents depend on (its layout is recorded beside them): stage 1
+    refuses a cache whose identity differs from its own."""
+    frame_shift = float(preprocessor_cfg.window_stride) * int(teacher_encoder.subsampling_factor)
     return {"teacher": teacher_digest(teacher_encoder, teacher_decoder), "features": feature_settings(preprocessor_cfg),
-            "layout": layout.to_dict(), "frame_shift": frame_shift}  # fmt: skip
+            "frame_shift": frame_shift}  # fmt: skip
 
 
 def describe_differences(built: dict, now: dict) -> list[str]:

@@ -27,10 +27,8 @@ class CachedTeacherMixin:
         check_cacheable_inputs(self.cfg.train_ds)
         if not self.cfg.train_ds.get("use_lhotse"):
             raise TeacherCacheError("model.teacher.cache needs model.train_ds.use_lhotse=true (the cache is read by lhotse)")
-        now = cache_identity(self.teacher.encoder, self.teacher.decoder, self.cfg.preprocessor, need,
-                             float(self.cfg.preprocessor.window_stride) * self.teacher.subsampling_factor)  # fmt: skip
-        diff = describe_differences({k: cache.meta.get(k) for k in ("teacher", "features", "frame_shift")},
-                                    {k: now[k] for k in ("teacher", "features", "frame_shift")})  # fmt: skip
+        now = cache_identity(self.teacher.encoder, self.teacher.decoder, self.cfg.preprocessor)
+        diff = describe_differences({k: cache.meta.get(k) for k in now}, now)
         if diff:
             raise TeacherCacheError(f"{where} was built for another teacher or other features ({'; '.join(diff)}): "
                                    "rebuild it with `nemo-encrl cache-teacher` and this config")  # fmt: skip
