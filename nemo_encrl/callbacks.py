@@ -11,31 +11,51 @@ import torch
 
 
 class LearningCurve(pl.Callback):
-    """After every validation: epoch, step, training wall-clock so far and the validation metrics.
+    """After every validation: epoch, step, training wall-clock and audio seen so far, and the validation
+    metrics.
 
     The file is rewritten each time, so a killed run leaves the curve up to its last validation; a
-    resumed run appends to it (its wall-clock continues from the last recorded point).
+    resumed run drops the points past its checkpoint's step and appends (wall-clock and audio continue
+    from the last point kept).
     """
 
     def __init__(self, path: str | Path, metrics: tuple[str, ...] = ("val_wer", "val_loss")):
         self.path = Path(path)
         self.metrics = metrics
         self.points: list[dict] = json.loads(self.path.read_text()) if self.path.exists() else []
-        self._offset = self.points[-1]["wall_seconds"] if self.points else 0.0
         self._start = None
+        self._audio = 0.0
 
     def on_train_start(self, trainer, pl_module):
+        self.points = [p for p in self.points if p.get("step", 0) <= trainer.global_step]
+        self._offset = self.points[-1]["wall_seconds"] if self.points else 0.0
+        self._audio = self.points[-1].get("audio_seconds", 0.0) if self.points else 0.0
         self._start = time.time()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if isinstance(batch, (list, tuple)) and len(batch) > 1 and torch.is_tensor(batch[1]):  # (audio, audio_len, ...)
+            self._audio += float(batch[1].sum()) / pl_module.cfg.sample_rate
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero or self._start is None:
             return
         point = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                 "wall_seconds": round(self._offset + time.time() - self._start, 1)}  # fmt: skip
+                 "wall_seconds": round(self._offset + time.time() - self._start, 1),
+                 "audio_seconds": round(self._audio, 1)}  # fmt: skip
         for name in self.metrics:
             value = trainer.callback_metrics.get(name)
             if value is not None:
                 point[name] = float(value)
+        self._write(point)
+
+    def on_train_end(self, trainer, pl_module):
+        """The last step, with no metrics unless it was validated: the run's full wall-clock and audio."""
+        if trainer.is_global_zero and self._start is not None and not any(p["step"] == trainer.global_step for p in self.points):
+            self._write({"epoch": trainer.current_epoch, "step": trainer.global_step, "end": True,
+                         "wall_seconds": round(self._offset + time.time() - self._start, 1),
+                         "audio_seconds": round(self._audio, 1)})  # fmt: skip
+
+    def _write(self, point: dict) -> None:
         self.points.append(point)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.points, indent=1))

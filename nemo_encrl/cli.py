@@ -100,16 +100,15 @@ def _average(args) -> Path:
 def _bench(args) -> Path:
     from omegaconf import open_dict
 
-    from nemo_encrl.bench import plan_runs, retime_runs, run_bench, write_report
+    from nemo_encrl.bench import run_bench
+    from nemo_encrl.bench.run import report_only
     from nemo_encrl.config import load_config
 
     cfg = load_config("bench", args.profile, args.overrides)
     with open_dict(cfg):
         cfg.command = " ".join(["nemo-encrl bench", f"--profile {args.profile}", *args.overrides])
-    if args.retime:
-        retime_runs(cfg, plan_runs(cfg))
     if args.report_only or args.retime:
-        return write_report(cfg, plan_runs(cfg))
+        return report_only(cfg, retime_first=args.retime)
     return run_bench(cfg)
 
 
@@ -181,12 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=Path, help="a wav to compare onnxruntime's log-probs with PyTorch's")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("bench", help="EncRL vs scratch, logit KD and pruning at equal compute -> docs/RESULTS*.md")
-    p.add_argument("--profile", default="quick", help="quick | full, or a YAML path (conf/bench/)")
+    p = sub.add_parser("bench", help="EncRL students vs a regularised scratch baseline at equal compute (step budgets) -> docs/RESULTS*.md")
+    p.add_argument("--profile", default="quick", help="quick | cpu | gpu, or a YAML path (conf/bench/)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
     p.add_argument("--retime", action="store_true",
                    help="time every finished run (and the teacher) again on an idle machine, then rewrite the report")
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. 'seeds=[1,2,3]' budget_minutes.small=5")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. steps=4000 stage1_steps=1500")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")

@@ -25,6 +25,25 @@ from nemo_encrl.teacher import load_ctc_model
 from nemo_encrl.training import check_data, run_training
 
 
+SPEC_AUGMENT = "nemo.collections.asr.modules.SpectrogramAugmentation"
+
+
+def regularization(cfg: DictConfig) -> dict:
+    """Switch on the `regularization:` section: SpecAugment into `model.spec_augment`, its start step into
+    `regularization_warmup_steps` (read by run_training); returns the encoder's dropout settings."""
+    reg = cfg.get("regularization")
+    if reg is None or reg.get("after_steps") is None:
+        return {}
+    after = int(reg.after_steps)
+    if after < 0:
+        raise StudentError(f"regularization.after_steps={after}: use null (off), 0 (from the start) or a step count")
+    with open_dict(cfg):
+        cfg.model.spec_augment = OmegaConf.create({"_target_": SPEC_AUGMENT, **OmegaConf.to_container(reg.spec_augment)})
+        cfg.regularization_warmup_steps = after
+    p = float(reg.dropout)
+    return {"dropout": p, "dropout_pre_encoder": p, "dropout_att": p}
+
+
 def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
     """The per-depth run: its own exp_manager name (so each resumes on its own) and output file."""
     run = copy.deepcopy(cfg)
@@ -40,6 +59,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
     """Train one student per depth; returns {depth: {"nemo": path, "train_seconds": s}}, also in summary.json."""
     cfg = copy.deepcopy(cfg)
     init = cfg.init
+    dropout = regularization(cfg)
     source = init.get("from", "stage1")
     if source not in ("stage1", "scratch", "teacher"):
         raise StudentError(f"init.from={source!r}: choose stage1, scratch or teacher")
@@ -83,10 +103,12 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         run = _run_config(cfg, depth)
         if source == "stage1":
             def build(model_cfg, trainer, depth=depth):
-                return student_from_stage1(stage1, depth, init.get("decoder", "stage1"), model_cfg, trainer)
+                return student_from_stage1(stage1, depth, init.get("decoder", "stage1"), model_cfg, trainer,
+                                           encoder_updates=dropout)
         elif source == "teacher":
             def build(model_cfg, trainer, depth=depth):
-                model = cut_to_depth(teacher, depth, init.get("decoder", "stage1"), model_cfg, trainer, what="teacher")
+                model = cut_to_depth(teacher, depth, init.get("decoder", "stage1"), model_cfg, trainer, what="teacher",
+                                     encoder_updates=dropout)
                 if init.get("prune_l1") and init.get("prune_to_parameters"):
                     raise StudentError("init.prune_l1 and init.prune_to_parameters: choose one pruning")
                 if init.get("prune_l1"):  # masks stay on while finetuning; folded in before the .nemo is saved
@@ -101,6 +123,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
             def build(model_cfg, trainer, depth=depth):
                 encoder = copy.deepcopy(model_cfg.encoder)
                 encoder.n_layers = depth
+                encoder.update(dropout)
                 return student_from_scratch(init.teacher, encoder, model_cfg, trainer)
         logging.info(f"stage 2 ({source}): depth {depth} -> {run.output_nemo}")
         start = time.time()

@@ -86,11 +86,13 @@ def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir
 
 
 def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage1", train_cfg: DictConfig | None = None,
-                 trainer=None, tokenizer_dir: str | Path | None = None, what: str = "source model"):  # fmt: skip
+                 trainer=None, tokenizer_dir: str | Path | None = None, what: str = "source model",
+                 encoder_updates: dict | None = None):  # fmt: skip
     """A plain EncDecCTCModelBPE keeping the first `n_layers` Conformer layers of any CTC-BPE `source`
     (a stage-1 EncRL model, or a teacher: whole-layer pruning), its preprocessor and tokenizer.
 
     `decoder_init`: "stage1" keeps the source's CTC head, "fresh" starts it from random weights.
+    `encoder_updates`: encoder settings that carry no weights (dropout) changed for the finetuning.
     """
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
@@ -103,6 +105,8 @@ def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage
     tok_dir = _tokenizer_of(source, tokenizer_dir)
     encoder_cfg = copy.deepcopy(source.cfg.encoder)
     encoder_cfg.n_layers = n_layers
+    with open_dict(encoder_cfg):
+        encoder_cfg.update(encoder_updates or {})
     student = EncDecCTCModelBPE(_plain_ctc_config(source.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
 
     kept = {k: v for k, v in source.encoder.state_dict().items()
@@ -118,11 +122,13 @@ def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage
 
 
 def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str = "stage1",
-                        train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None):  # fmt: skip
+                        train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None,
+                        encoder_updates: dict | None = None):  # fmt: skip
     """The stage-1 student (model or file) as a plain EncDecCTCModelBPE, cut to its first `n_layers`."""
     if isinstance(stage1, (str, Path)):
         stage1 = load_stage1(stage1)
-    return cut_to_depth(stage1, n_layers, decoder_init, train_cfg, trainer, tokenizer_dir, what="stage-1 student")
+    return cut_to_depth(stage1, n_layers, decoder_init, train_cfg, trainer, tokenizer_dir, what="stage-1 student",
+                        encoder_updates=encoder_updates)
 
 
 def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | None = None, trainer=None,

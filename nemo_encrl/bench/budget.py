@@ -1,0 +1,82 @@
+"""Compute budgets in optimizer steps, charged by measured step costs.
+
+The unit is one CTC training step of the full-depth student (a batch of `batch_duration` seconds of
+audio). Every student gets `steps` CTC steps of its own size; an EncRL student gives up steps for its
+share of the family's stage 1 (stage-1 steps at their measured cost, plus the teacher's pass over the
+train split when stage 1 reads a teacher cache), split over the family's depths in proportion to their
+budgets. The family then costs exactly what its scratch partners cost. Wall-clock is reported, never
+budgeted: two identical commands train the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from nemo_encrl.bench.plan import BenchConfigError
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Step costs in units of one CTC step of the full-depth student."""
+
+    ctc: dict[int, float]           # a CTC step of the student cut to each depth
+    stage1_online: float            # a stage-1 step running the teacher
+    stage1_cached: float            # a stage-1 step reading the teacher cache
+    teacher_per_audio_hour: float   # the teacher's forward pass over one hour of audio (building the cache)
+    unit_ms: float | None = None    # wall-clock of one unit where measured
+    source: str = ""                # where the numbers come from
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Costs":
+        return cls(**{**d, "ctc": {int(k): float(v) for k, v in d["ctc"].items()}})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_or_measure(cfg: DictConfig, measure) -> Costs:
+    """The profile's pinned costs, else the ones measured earlier for this out_dir, else `measure()` (saved)."""
+    if cfg.cost.get("pinned"):
+        costs = Costs.from_dict({**cfg.cost.pinned, "source": cfg.cost.pinned.get("source", "pinned in the profile")})
+    else:
+        path = Path(cfg.out_dir) / "cost.json"
+        if path.exists():
+            costs = Costs.from_dict(json.loads(path.read_text()))
+        else:
+            costs = measure()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(costs.to_dict(), indent=1))
+    missing = [d for d in cfg.depths if int(d) not in costs.ctc]
+    if missing:
+        raise BenchConfigError(f"cost: no CTC step cost for depths {missing} (have {sorted(costs.ctc)}); measure again")
+    return costs
+
+
+def stage1_units(cfg: DictConfig, costs: Costs, data: str, train_hours: float) -> float:
+    """A family's stage 1: its steps, plus the teacher cache's build when stage 1 reads one."""
+    if cfg.data[data].get("teacher_cache"):
+        return int(cfg.stage1_steps) * costs.stage1_cached + train_hours * costs.teacher_per_audio_hour
+    return int(cfg.stage1_steps) * costs.stage1_online
+
+
+def stage2_steps(cfg: DictConfig, costs: Costs, data: str, depth: int, train_hours: float) -> int:
+    """A student's stage-2 steps: its CTC budget less its share of the family's stage 1."""
+    budgets = {int(d): int(cfg.steps) * costs.ctc[int(d)] for d in cfg.depths}
+    share = stage1_units(cfg, costs, data, train_hours) * budgets[depth] / sum(budgets.values())
+    steps = int(cfg.steps) - round(share / costs.ctc[depth])
+    if steps < 1:
+        raise BenchConfigError(f"stage 1 ({share:.0f} units charged to depth {depth}) costs more than steps={cfg.steps}: "
+                               "raise steps or lower stage1_steps")  # fmt: skip
+    return steps
+
+
+def job_steps(cfg: DictConfig, costs: Costs, job, train_hours: float) -> int:
+    if job.kind == "stage1":
+        return int(cfg.stage1_steps)
+    if job.kind == "scratch":
+        return int(cfg.steps)
+    return stage2_steps(cfg, costs, job.data, job.depth, train_hours)

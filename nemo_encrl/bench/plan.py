@@ -1,0 +1,87 @@
+"""What a bench profile trains, in order: the scratch sweep, then for each family one stage 1, its
+students (one per depth) and their scratch partners (same data, depth and seed, the sweep's winner)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+KINDS = ("stage1", "encrl", "scratch")
+
+
+class BenchConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str                  # stage1 | encrl (a student: stage 2 from a stage 1) | scratch
+    data: str                  # a key of the profile's `data:` (the student's training corpus)
+    seed: int
+    recipe: str | None = None  # stage1 / encrl: a key of `recipes:`
+    depth: int | None = None   # encrl / scratch: encoder layers kept
+    config: str | None = None  # scratch: a key of `scratch.configs:`
+
+    @property
+    def name(self) -> str:
+        if self.kind == "stage1":
+            return f"stage1_{self.recipe}_{self.data}_s{self.seed}"
+        if self.kind == "encrl":
+            return f"{self.recipe}_{self.data}_L{self.depth}_s{self.seed}"
+        return f"scratch-{self.config}_{self.data}_L{self.depth}_s{self.seed}"
+
+    @property
+    def method(self) -> str:
+        """The label the report groups by: the recipe, or `scratch-<config>`."""
+        return self.recipe if self.kind != "scratch" else f"scratch-{self.config}"
+
+
+def check_profile(cfg: DictConfig) -> None:
+    """Every name a family or the sweep refers to exists; depths fit the stage-1 student."""
+    n_layers = int(cfg.student.n_layers)
+    bad_depths = [d for d in cfg.depths if not 1 <= int(d) <= n_layers]
+    if bad_depths:
+        raise BenchConfigError(f"depths {list(bad_depths)}: the stage-1 student (student.n_layers) has {n_layers} layers")
+    if not cfg.scratch.configs:
+        raise BenchConfigError("scratch.configs is empty: the sweep needs at least one scratch configuration")
+    sweep = cfg.scratch.sweep_at
+    if sweep.data not in cfg.data or int(sweep.depth) not in [int(d) for d in cfg.depths]:
+        raise BenchConfigError(f"scratch.sweep_at={dict(sweep)}: data must be one of {list(cfg.data)} and depth one "
+                               f"of depths {list(cfg.depths)}")  # fmt: skip
+    for i, fam in enumerate(cfg.families):
+        where = f"families[{i}]"
+        if fam.recipe not in cfg.recipes:
+            raise BenchConfigError(f"{where}.recipe={fam.recipe!r} is not in recipes {list(cfg.recipes)}")
+        if fam.data not in cfg.data:
+            raise BenchConfigError(f"{where}.data={fam.data!r} is not in data {list(cfg.data)}")
+        extra = [d for d in fam.get("depths", cfg.depths) if int(d) not in [int(x) for x in cfg.depths]]
+        if extra:
+            raise BenchConfigError(f"{where}.depths {extra} are not in depths {list(cfg.depths)}")
+    known = {"clip", "mse_logprobs", "mse_encoder", "kl", "hidden", "ctc"}  # model.loss.* of conf/encrl
+    for name, recipe in cfg.recipes.items():
+        unknown = set(recipe or {}) - known
+        if unknown:
+            raise BenchConfigError(f"recipes.{name}: unknown stage-1 losses {sorted(unknown)} (known: {sorted(known)})")
+
+
+def sweep_jobs(cfg: DictConfig) -> list[Job]:
+    at = cfg.scratch.sweep_at
+    return [Job("scratch", at.data, int(at.seed), depth=int(at.depth), config=name) for name in cfg.scratch.configs]
+
+
+def plan_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
+    """All jobs after the sweep, given the scratch configuration it chose (duplicates dropped, order kept)."""
+    jobs: list[Job] = []
+    for fam in cfg.families:
+        depths = [int(d) for d in fam.get("depths", cfg.depths)]
+        for seed in fam.seeds:
+            jobs.append(Job("stage1", fam.data, int(seed), recipe=fam.recipe))
+            jobs += [Job("encrl", fam.data, int(seed), recipe=fam.recipe, depth=d) for d in depths]
+            jobs += [Job("scratch", fam.data, int(seed), depth=d, config=chosen) for d in depths]
+    return list(dict.fromkeys(jobs))
+
+
+def stage1_of(job: Job) -> Job:
+    """The stage-1 run a student starts from."""
+    return Job("stage1", job.data, job.seed, recipe=job.recipe)

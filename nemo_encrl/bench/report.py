@@ -1,0 +1,227 @@
+"""The bench report (markdown + plots), regenerated from the run folders alone: a summary table first,
+then the scratch sweep, the compute needed to reach scratch's dev WER, convergence, a few
+epoch-for-epoch points, size and speed, and the targets."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from nemo_encrl.bench import accounting as acc
+from nemo_encrl.bench.budget import Costs, stage1_units
+from nemo_encrl.bench.plots import write_plots
+from nemo_encrl.bench.run import curve, last_dev_wers
+
+pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+
+
+def load_results(cfg: DictConfig, jobs) -> dict[str, dict]:
+    out = Path(cfg.out_dir)
+    results = {}
+    for job in jobs:
+        path = out / job.name / "result.json"
+        if job.kind != "stage1" and path.exists():
+            results[job.name] = {**json.loads(path.read_text()), "curve": curve(out / job.name)}
+    return results
+
+
+def _groups(results: dict) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in results.values():
+        groups.setdefault((r["data"], r["depth"], r["method"]), []).append(r)
+    return groups
+
+
+def _mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return pct(values[0])
+    return f"{pct(statistics.mean(values))} ± {100 * statistics.stdev(values):.1f} ({pct(min(values))}-{pct(max(values))})"
+
+
+def _partner(r: dict, results: dict, chosen: str) -> dict | None:
+    if r["kind"] != "encrl":
+        return None
+    return results.get(f"scratch-{chosen}_{r['data']}_L{r['depth']}_s{r['seed']}")
+
+
+def summary_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
+    base = f"scratch-{chosen}"
+    lines = ["| data | depth | method | params | seeds | test WER (mean ± sd, min-max) | vs chosen scratch | "
+             "compute per student |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    groups = _groups(results)
+    for (data, depth, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2] != base, kv[0][2])):
+        wers = [r["wer"] for r in group]
+        ref = groups.get((data, depth, base))
+        rel = "-"
+        if ref and method != base:
+            ref_wer = statistics.mean(r["wer"] for r in ref)
+            change = (statistics.mean(wers) - ref_wer) / ref_wer if ref_wer > 0 else None
+            rel = "-" if change is None else f"{100 * abs(change):.1f}% {'lower' if change < 0 else 'higher'}"
+        units = statistics.mean(acc.total_units(cfg, costs, r, hours[data]) for r in group)
+        label = f"**{method}** (chosen)" if method == base else method
+        lines.append(f"| {data} | L{depth} | {label} | {group[0]['parameters'] / 1e6:.2f}M | {len(group)} | "
+                     f"{_mean_spread(wers)} | {rel} | {units:.0f} units ({_hours(costs, units)}) |")  # fmt: skip
+    return lines
+
+
+def _hours(costs: Costs, units: float) -> str:
+    return f"{units * costs.unit_ms / 3.6e6:.2f} h" if costs.unit_ms else "-"
+
+
+def sweep_table(cfg, costs: Costs, results: dict, out: Path) -> list[str]:
+    choice = json.loads((out / "scratch_choice.json").read_text()) if (out / "scratch_choice.json").exists() else {}
+    at = cfg.scratch.sweep_at
+    lines = [f"Chosen on dev at data `{at.data}`, depth {at.depth}, seed {at.seed}: the lowest mean dev WER over the "
+             "last three validations. The sweep cost " + f"{len(cfg.scratch.configs)} x {cfg.steps} CTC steps.", "",
+             "| config | lr | regularisation | last 3 dev WERs | mean | test WER | chosen |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, config in cfg.scratch.configs.items():
+        r = results.get(f"scratch-{name}_{at.data}_L{at.depth}_s{at.seed}")
+        if r is None:
+            continue
+        after = config.get("regularize_after")
+        reg = "off" if after is None else f"on after {after} steps"
+        wers = last_dev_wers(r["curve"])
+        lines.append(f"| {name} | {config.lr} | {reg} | {', '.join(pct(w) for w in wers)} | "
+                     f"{pct(statistics.mean(wers)) if wers else '-'} | {pct(r['wer'])} | {'yes' if name == choice.get('chosen') else ''} |")  # fmt: skip
+    return lines
+
+
+def reach_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
+    lines = ["| student | scratch's best dev WER | scratch compute | EncRL compute to reach it: stage 1 shared | "
+             "stage 1 whole | fraction (shared / whole) |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in results.items():
+        scratch = _partner(r, results, chosen)
+        points = [p["val_wer"] for p in (scratch or {}).get("curve", []) if "val_wer" in p]
+        if not scratch or not points:
+            continue
+        target, full = min(points), acc.total_units(cfg, costs, scratch, hours[r["data"]])
+        shared = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]]), target)
+        whole = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]], whole=True), target)
+        frac = " / ".join(f"{u / full:.2f}" if u else "not reached" for u in (shared, whole))
+        lines.append(f"| {name} | {pct(target)} | {full:.0f} | {f'{shared:.0f}' if shared else 'not reached'} | "
+                     f"{f'{whole:.0f}' if whole else 'not reached'} | {frac} |")  # fmt: skip
+    return lines
+
+
+def convergence_table(results: dict) -> list[str]:
+    lines = ["| run | steps | dev WER at the last three validations |", "|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['steps']} | {', '.join(pct(w) for w in last_dev_wers(r['curve']))} |")
+    return lines
+
+
+def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
+    """Paper's accounting at three points of each student's stage 2 (first, middle, last validation): its
+    epochs and dev WER, and the epochs its scratch partner needed for the same dev WER."""
+    lines = ["| student | first validation | middle | last |", "|---|---|---|---|"]
+    for name, r in results.items():
+        scratch = _partner(r, results, chosen)
+        if not scratch or not r["curve"]:
+            continue
+        mine = list(zip(acc.epochs(r, hours[r["data"]]), [p["val_wer"] for p in r["curve"] if "val_wer" in p]))
+        theirs = list(zip(acc.epochs(scratch, hours[r["data"]]), [p["val_wer"] for p in scratch["curve"] if "val_wer" in p]))
+        cells = []
+        for e, w in [mine[0], mine[len(mine) // 2], mine[-1]] if mine else []:
+            s = next((se for se, sw in theirs if sw <= w), None)
+            cells.append(f"{e:.1f} ep: {pct(w)} (scratch: {f'{s:.1f} ep' if s is not None else 'never'})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def speed_table(cfg, teacher: dict, results: dict) -> list[str]:
+    lines = [f"Real-time factor = compute seconds per audio second, batch 1, {cfg.speed.threads} threads, "
+             f"{cfg.speed.utterances} test utterances, fastest of {cfg.speed.repeats} passes; each model timed in a "
+             "fresh process beside the teacher, the ratio from that pair.", "",
+             "| model | params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |", "|---|---|---|---|---|---|",
+             f"| teacher | {teacher['parameters'] / 1e6:.2f}M | {teacher['nemo_mb']} | {teacher['rtf_pytorch']:.4f} | "
+             f"{teacher['rtf_onnx']:.4f} | 1 |"]  # fmt: skip
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {r['nemo_mb']} | {r['rtf_pytorch']:.4f} | "
+                     f"{r['rtf_onnx']:.4f} | {r['rtf_onnx'] / r['rtf_onnx_teacher']:.2f} |")  # fmt: skip
+    return lines
+
+
+def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
+    main = cfg.families[0]
+    groups = _groups(results)
+    lines = ["| target | measured | reached |", "|---|---|---|"]
+    for data in dict.fromkeys(f.data for f in cfg.families):
+        for depth in cfg.depths:
+            enc, scr = groups.get((data, int(depth), main.recipe)), groups.get((data, int(depth), f"scratch-{chosen}"))
+            if not enc or not scr:
+                continue
+            e, s = statistics.mean(r["wer"] for r in enc), statistics.mean(r["wer"] for r in scr)
+            rel = (s - e) / s if s > 0 else 0.0
+            need = 0.25 if data == main.data else 0.0
+            what = f">= 25% relative below regularised scratch" if need else "better than regularised scratch"
+            lines.append(f"| {main.recipe} L{depth} on `{data}`: test WER {what} | {100 * rel:+.1f}% "
+                         f"({pct(e)} vs {pct(s)}) | {'yes' if rel >= need and rel > 0 else 'no'} |")  # fmt: skip
+    for name, r in results.items():
+        scratch = _partner(r, results, chosen)
+        if r["method"] != main.recipe or r["data"] != main.data or not scratch:
+            continue
+        points = [p["val_wer"] for p in scratch["curve"] if "val_wer" in p]
+        if not points:
+            continue
+        full = acc.total_units(cfg, costs, scratch, hours[r["data"]])
+        shared = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]]), min(points))
+        frac = shared / full if shared else None
+        lines.append(f"| {name}: reaches scratch's best dev WER within <= 1/5 of scratch's compute | "
+                     f"{f'{frac:.2f}' if frac else 'not reached'} | {'yes' if frac and frac <= 0.2 else 'no'} |")  # fmt: skip
+    return lines
+
+
+def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict) -> Path:
+    out = Path(cfg.out_dir)
+    results = load_results(cfg, jobs)
+    teacher = json.loads((out / "teacher" / "result.json").read_text())
+    choice = json.loads((out / "scratch_choice.json").read_text())["chosen"]
+    stage2 = {}
+    for job in jobs:
+        if job.kind == "encrl":
+            stage2[(job.data, job.depth)] = json.loads((out / job.name / "settings.json").read_text())["steps"] \
+                if (out / job.name / "settings.json").exists() else None
+    data_lines = [f"`{k}`: corpus `{d.corpus}` train split, {hours[k]:.1f} h"
+                  + (", stage 1 reads a teacher cache (its build charged to each family)" if d.get("teacher_cache")
+                     else ", stage 1 runs the teacher") for k, d in cfg.data.items()]  # fmt: skip
+    md = [f"# Benchmark `{cfg.name}`: EncRL students against a regularised scratch baseline at equal compute", "",
+          f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}; runs finished: {len(results)} students.",
+          f"- Teacher `{cfg.teacher}`: {teacher['parameters'] / 1e6:.2f}M parameters, test WER {pct(teacher['wer'])}.",
+          "- Data settings: " + "; ".join(data_lines) + f". Dev and test: corpus `{cfg.eval_corpus}`.",
+          f"- Students: {dict(cfg.student)} cut to depths {list(cfg.depths)}; one stage 1 per family.",
+          f"- Budget: {cfg.steps} CTC steps of {cfg.batch_duration} s of audio per student. A family's stage 1 "
+          f"({cfg.stage1_steps} steps) is charged to its students in proportion to their step costs; their stage 2 "
+          "gets the rest: " + ", ".join(f"`{d}` L{k}: {v} steps" for (d, k), v in stage2.items() if v) + ".",
+          f"- Compute unit: one CTC step of the full-depth student ({costs.unit_ms} ms here). Step costs ({costs.source}): "
+          + ", ".join(f"CTC L{d} {c:.2f}" for d, c in costs.ctc.items())
+          + f", stage 1 online {costs.stage1_online:.2f}, stage 1 cached {costs.stage1_cached:.2f}, teacher pass over one "
+          f"hour of audio {costs.teacher_per_audio_hour:.0f}; family stage 1: "
+          + ", ".join(f"`{k}` {stage1_units(cfg, costs, k, hours[k]):.0f} units" for k in dict.fromkeys(f.data for f in cfg.families))
+          + ".", f"- Dev WER every {cfg.validate_every} steps. Wall-clock is reported, not budgeted.", ""]  # fmt: skip
+    md += ["## Summary: test WER at equal compute", ""] + summary_table(cfg, costs, results, hours, choice)
+    md += ["", "## Scratch baseline: learning rate and regularisation, chosen on dev", ""]
+    md += sweep_table(cfg, costs, results, out)
+    md += ["", "## Compute to reach scratch's best dev WER", "",
+           "Stage 1 shared: the student carries its share of the family's stage 1 (how the budgets are set). Stage 1 "
+           "whole: the student carries all of it, as if it were the family's only student.", ""]
+    md += reach_table(cfg, costs, results, hours, choice)
+    md += ["", "## Convergence", ""] + convergence_table(results)
+    md += ["", "## Epoch for epoch (paper's accounting: stage-2 epochs only)", "",
+           "Epochs = training audio seen / the train split's audio. In brackets: the epochs the scratch partner (same "
+           "data, depth and seed) needed for the same dev WER.", ""]
+    md += epoch_points(results, hours, choice)
+    md += ["", "## Size and speed", ""] + speed_table(cfg, teacher, results)
+    md += ["", "## Targets", ""] + targets(cfg, costs, results, hours, choice)
+    plots = write_plots(cfg, costs, results, teacher, hours, Path(cfg.report).parent / "plots")
+    md += ["", "## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
+    if cfg.get("notes") and Path(cfg.notes).exists():  # hand-written reading of these numbers, kept apart
+        md += [f"## Notes (written after the run, from `{cfg.notes}`)", "", Path(cfg.notes).read_text().strip(), ""]
+    report = Path(cfg.report)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(md) + "\n")
+    print(f"report: {report}", flush=True)
+    return report

@@ -1,0 +1,224 @@
+"""`nemo-encrl bench`: train every job of a profile within its step budget, resumably, and measure it.
+
+Each job lives in its own folder: settings.json (what its numbers depend on), the exp_manager run
+(checkpoints at every validation), curve.json and, once done, result.json. The same command skips
+finished jobs and continues an unfinished one from its last checkpoint up to the same step budget.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure
+from nemo_encrl.bench.measure import measure
+from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_of, sweep_jobs
+from nemo_encrl.bench.settings import check_settings, file_digest, job_settings, record_settings, stored_settings
+from nemo_encrl.config import CONF_DIR, load_config
+
+
+def corpus_dir(name: str) -> Path:
+    return Path("data/corpus") / name
+
+
+def train_hours(cfg: DictConfig, data: str) -> float:
+    from nemo_encrl.data.manifest import read_manifest
+
+    return sum(float(r["duration"]) for r in read_manifest(corpus_dir(cfg.data[data].corpus) / "train_manifest.json")) / 3600
+
+
+def _encoder(cfg: DictConfig) -> list[str]:
+    return [f"model.encoder.{k}={v}" for k, v in cfg.student.items()]
+
+
+def _common(cfg: DictConfig, job: Job, steps: int, folder: Path) -> list[str]:
+    return [f"model.train_ds.manifest_filepath={corpus_dir(cfg.data[job.data].corpus)}/train_manifest.json",
+            f"model.validation_ds.manifest_filepath={corpus_dir(cfg.eval_corpus)}/dev_manifest.json",
+            f"model.train_ds.batch_duration={cfg.batch_duration}", f"seed={job.seed}", f"trainer.max_steps={steps}",
+            "trainer.max_epochs=-1", f"trainer.val_check_interval={cfg.validate_every}",
+            "trainer.check_val_every_n_epoch=null", f"learning_curve={folder}/curve.json",
+            f"exp_manager.exp_dir={folder}", *cfg.get("overrides", [])]  # fmt: skip
+
+
+def _scratch_config(cfg: DictConfig, name: str) -> list[str]:
+    config, reg = cfg.scratch.configs[name], cfg.regularization
+    after = config.get("regularize_after")
+    return [f"model.optim.lr={config.lr}", f"regularization.after_steps={'null' if after is None else int(after)}",
+            f"regularization.dropout={reg.dropout}", *[f"regularization.spec_augment.{k}={v}" for k, v in reg.spec_augment.items()]]
+
+
+def cache_folder(cfg: DictConfig, data: str) -> Path:
+    return Path(cfg.out_dir) / f"teacher_cache_{data}"
+
+
+def _stage1_config(cfg: DictConfig, job: Job, steps: int, folder: Path) -> DictConfig:
+    cache = [f"model.teacher.cache={cache_folder(cfg, job.data)}"] if cfg.data[job.data].get("teacher_cache") else []
+    return load_config("encrl", "encrl_clip_mse", [
+        f"model.teacher.path={cfg.teacher}", *_common(cfg, job, steps, folder), *_encoder(cfg), *cache,
+        *[f"model.loss.{k}.weight={v}" for k, v in (cfg.recipes[job.recipe] or {}).items()],
+        f"output_nemo={folder}/stage1.nemo", *cfg.get("stage1_overrides", []),
+    ])  # fmt: skip
+
+
+def train_job(cfg: DictConfig, job: Job, steps: int, folder: Path, chosen: str) -> str:
+    """Train `job` for `steps` optimizer steps (continuing its checkpoint if any); returns the .nemo."""
+    from nemo_encrl.finetune import finetune_students
+    from nemo_encrl.training import fit_encrl
+
+    if job.kind == "stage1":
+        return str(fit_encrl(_stage1_config(cfg, job, steps, folder)))
+    if job.kind == "encrl":
+        init = ["init.from=stage1", f"init.stage1={Path(cfg.out_dir) / stage1_of(job).name / 'stage1.nemo'}"]
+        extra = [*_scratch_config(cfg, chosen), *cfg.get("stage2_overrides", [])]  # the winner's lr and regularisation
+    else:
+        init = ["init.from=scratch", f"init.teacher={cfg.teacher}", *_encoder(cfg)]
+        extra = [*_scratch_config(cfg, job.config), *cfg.get("scratch_overrides", [])]
+    results = finetune_students(load_config("finetune", "ctc_finetune", [
+        *init, f"init.depths=[{job.depth}]", f"output_dir={folder}", *_common(cfg, job, steps, folder), *extra]))  # fmt: skip
+    return results[job.depth]["nemo"]
+
+
+def curve(folder: Path) -> list[dict]:
+    path = folder / "curve.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def last_dev_wers(points: list[dict], n: int = 3) -> list[float]:
+    return [p["val_wer"] for p in points if "val_wer" in p][-n:]
+
+
+def choose_scratch(cfg: DictConfig, out: Path) -> tuple[str, dict]:
+    """The sweep's winner: the lowest mean dev WER over its last three validations."""
+    scores = {}
+    for job in sweep_jobs(cfg):
+        wers = last_dev_wers(curve(out / job.name))
+        scores[job.config] = statistics.mean(wers) if wers else float("inf")
+    chosen = min(scores, key=scores.get)
+    (out / "scratch_choice.json").write_text(json.dumps({"chosen": chosen, "mean_last3_dev_wer": scores}, indent=1))
+    return chosen, scores
+
+
+def prepare(cfg: DictConfig) -> tuple[Costs, dict[str, float]]:
+    """Corpora, the teacher caches stage 1 reads, and the step costs (measured once per out_dir)."""
+    from nemo_encrl.bench.cost import costs_from_timing, time_steps
+    from nemo_encrl.cache.builder import build_teacher_cache
+    from nemo_encrl.data.corpus import build_corpus, load_profile
+
+    for corpus in dict.fromkeys([*(d.corpus for d in cfg.data.values()), cfg.eval_corpus]):
+        build_corpus(load_profile(corpus, CONF_DIR), corpus_dir(corpus))
+    used = dict.fromkeys(fam.data for fam in cfg.families)
+    for data in used:
+        if cfg.data[data].get("teacher_cache"):
+            print(f"[bench] teacher cache of '{data}' ({cfg.data[data].corpus}/train) -> {cache_folder(cfg, data)}", flush=True)
+            probe = Job("stage1", data, 1, recipe=next(iter(cfg.recipes)))
+            build_teacher_cache(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe"))
+    hours = {data: train_hours(cfg, data) for data in cfg.data}
+
+    def measure_costs() -> Costs:
+        data = next((d for d in used if cfg.data[d].get("teacher_cache")), next(iter(used)))
+        print(f"[bench] measuring step costs on '{data}' batches ({cfg.cost.steps} steps of each kind)", flush=True)
+        probe = Job("stage1", data, 1, recipe=next(iter(cfg.recipes)))
+        timing = time_steps(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe"),
+                            [int(d) for d in cfg.depths], int(cfg.cost.steps), int(cfg.cost.warmup))  # fmt: skip
+        return Costs.from_dict(costs_from_timing(timing, int(cfg.student.n_layers)))
+
+    return load_or_measure(cfg, measure_costs), hours
+
+
+def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: str) -> dict:
+    out = Path(cfg.out_dir)
+    folder = out / job.name
+    settings = job_settings(cfg, job, steps, chosen)
+    if (folder / "result.json").exists():
+        check_settings(folder, settings)
+        print(f"{label} {job.name}: done before, skipped", flush=True)
+        return json.loads((folder / "result.json").read_text())
+    if folder.exists() and stored_settings(folder):
+        check_settings(folder, settings)
+        done = max((p.get("step", 0) for p in curve(folder)), default=0)
+        print(f"{label} {job.name}: unfinished, continuing from its last checkpoint (~step {done} of {steps})", flush=True)
+    else:
+        record_settings(folder, settings)
+        print(f"{label} {job.name}: {steps} steps", flush=True)
+    nemo = train_job(cfg, job, steps, folder, chosen)
+    points = curve(folder)
+    result = {**asdict(job), "name": job.name, "method": job.method, "steps": steps, "nemo": nemo,
+              "train_seconds": points[-1]["wall_seconds"] if points else None}  # fmt: skip
+    if job.kind != "stage1":
+        result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg))
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def all_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
+    return list(dict.fromkeys([*sweep_jobs(cfg), *plan_jobs(cfg, chosen)]))
+
+
+def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
+    """The report from the finished runs as they are (after `--retime`: with every speed measured again)."""
+    from nemo_encrl.bench.measure import retime
+    from nemo_encrl.bench.report import write_report
+
+    check_profile(cfg)
+    out = Path(cfg.out_dir)
+    if not (out / "teacher" / "result.json").exists():
+        raise FileNotFoundError(f"{out}/teacher/result.json: no finished bench in out_dir={out} to report on")
+    def never_measured() -> Costs:
+        raise FileNotFoundError(f"{out}/cost.json: the step costs were never measured there; run the bench first")
+
+    costs = load_or_measure(cfg, never_measured)
+    chosen, _ = choose_scratch(cfg, out)
+    jobs = all_jobs(cfg, chosen)
+    if retime_first:
+        retime(cfg, [out / "teacher", *(out / j.name for j in jobs if j.kind != "stage1")],
+               corpus_dir(cfg.eval_corpus) / "test_manifest.json")  # fmt: skip
+    return write_report(cfg, jobs, costs, {data: train_hours(cfg, data) for data in cfg.data})
+
+
+def run_bench(cfg: DictConfig) -> Path:
+    from nemo_encrl.bench.report import write_report
+
+    check_profile(cfg)
+    if not Path(cfg.teacher).is_file():
+        raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file (train one with nemo-encrl teacher)")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    costs, hours = prepare(cfg)
+    teacher = out / "teacher"
+    teacher_settings = {"teacher": file_digest(cfg.teacher), "eval_corpus": cfg.eval_corpus}
+    if (teacher / "result.json").exists():
+        check_settings(teacher, teacher_settings)
+    else:
+        record_settings(teacher, teacher_settings)
+        result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg)
+        (teacher / "result.json").write_text(json.dumps(result, indent=1))
+
+    sweep = sweep_jobs(cfg)
+    for i, job in enumerate(sweep, 1):
+        _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]")
+    chosen, scores = choose_scratch(cfg, out)
+    print(f"[bench] scratch sweep: {chosen} chosen (mean dev WER of the last 3 validations: "
+          + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items()) + ")", flush=True)
+    rest = [j for j in plan_jobs(cfg, chosen) if j not in sweep]
+    for job in rest:  # a stale finished or unfinished run stops the bench now, not hours later
+        folder = out / job.name
+        if folder.exists() and stored_settings(folder):
+            check_settings(folder, job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen))
+    units = [_units(costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
+    for i, job in enumerate(rest):
+        left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
+        _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen,
+                 f"[bench {i + 1}/{len(rest)}, ~{left:.0f} min of training left at the measured step cost]")
+    return write_report(cfg, all_jobs(cfg, chosen), costs, hours)
+
+
+def _units(costs: Costs, job: Job, steps: int) -> float:
+    """A job's training compute in full-depth CTC steps (teacher cache builds aside)."""
+    if job.kind == "stage1":
+        return steps * costs.stage1_cached
+    return steps * costs.ctc[job.depth]

@@ -1,0 +1,67 @@
+"""What each bench run's numbers depend on, recorded beside it: a run is reused or resumed only under
+the settings it was made with; anything else stops the bench before training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nemo_encrl.config import CONF_DIR
+
+
+class StaleRunError(RuntimeError):
+    pass
+
+
+def file_digest(path: str | Path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def _plain(node) -> object:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig | ListConfig) else node
+
+
+def job_settings(cfg: DictConfig, job, steps: int, scratch_config: str | None = None) -> dict:
+    """`scratch_config`: for students, the sweep's winner (its regularisation is theirs)."""
+    data = cfg.data[job.data]
+    s = {"kind": job.kind, "teacher": file_digest(cfg.teacher), "corpus": data.corpus, "eval_corpus": cfg.eval_corpus,
+         "seed": job.seed, "steps": steps, "batch_duration": float(cfg.batch_duration),
+         "validate_every": int(cfg.validate_every), "overrides": list(cfg.get("overrides", []))}  # fmt: skip
+    if job.kind == "stage1":
+        s.update(student=_plain(cfg.student), losses=_plain(cfg.recipes[job.recipe]) or {},
+                 teacher_cache=bool(data.get("teacher_cache")), stage1_overrides=list(cfg.get("stage1_overrides", [])),
+                 stage1_config=file_digest(CONF_DIR / "encrl" / "encrl_clip_mse.yaml"))  # fmt: skip
+    else:
+        config = job.config if job.kind == "scratch" else scratch_config
+        s.update(depth=job.depth, finetune_config=file_digest(CONF_DIR / "finetune" / "ctc_finetune.yaml"),
+                 regularization=_plain(cfg.regularization), scratch_config=_plain(cfg.scratch.configs[config]))
+        if job.kind == "scratch":
+            s.update(student=_plain(cfg.student), scratch_overrides=list(cfg.get("scratch_overrides", [])))
+        else:
+            s.update(stage2_overrides=list(cfg.get("stage2_overrides", [])))
+    return s
+
+
+def stored_settings(folder: Path) -> dict:
+    path = folder / "settings.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_settings(folder: Path, settings: dict) -> None:
+    """A run folder (finished or not) is used only under the settings it was made with."""
+    stored = stored_settings(folder)
+    changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
+    if stored and changed:
+        raise StaleRunError(
+            f"{folder} was made with other settings ({', '.join(changed)} changed since, e.g. {changed[0]}: "
+            f"{stored.get(changed[0])!r} then, {settings.get(changed[0])!r} now): delete that folder to run it "
+            "again, or give the profile another out_dir; runs are never overwritten"
+        )
+
+
+def record_settings(folder: Path, settings: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps(settings, indent=1))
