@@ -157,7 +157,7 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
             e, s = statistics.mean(r["wer"] for r in enc), statistics.mean(r["wer"] for r in scr)
             rel = (s - e) / s if s > 0 else 0.0
             need = 0.25 if data == main.data else 0.0
-            what = f">= 25% relative below regularised scratch" if need else "better than regularised scratch"
+            what = ">= 25% relative below the chosen scratch" if need else "better than the chosen scratch"
             lines.append(f"| {main.recipe} L{depth} on `{data}`: test WER {what} | {100 * rel:+.1f}% "
                          f"({pct(e)} vs {pct(s)}) | {'yes' if rel >= need and rel > 0 else 'no'} |")  # fmt: skip
     for name, r in results.items():
