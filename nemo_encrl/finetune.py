@@ -44,6 +44,23 @@ def regularization(cfg: DictConfig) -> dict:
     return {"dropout": p, "dropout_pre_encoder": p, "dropout_att": p}
 
 
+def distillation(cfg: DictConfig):
+    """With `distillation.weight` > 0: the teacher and KL settings into the model config; returns the model
+    class that trains with them (None: plain CTC)."""
+    dist = cfg.get("distillation")
+    if dist is None or float(dist.get("weight", 0)) == 0:
+        return None
+    from nemo_encrl.models.ctc_teacher_kl import CTCTeacherKLModel
+
+    teacher = dist.get("teacher") or cfg.init.get("teacher")
+    if not teacher:
+        raise StudentError("distillation.weight > 0 needs distillation.teacher (or init.teacher): the teacher .nemo")
+    with open_dict(cfg):
+        cfg.model.teacher = OmegaConf.create({"path": str(teacher), "cache": dist.get("cache"), "dtype": "float32"})
+        cfg.model.distillation = OmegaConf.create({"weight": float(dist.weight), "temperature": float(dist.temperature)})
+    return CTCTeacherKLModel
+
+
 def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
     """The per-depth run: its own exp_manager name (so each resumes on its own) and output file."""
     run = copy.deepcopy(cfg)
@@ -60,6 +77,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
     cfg = copy.deepcopy(cfg)
     init = cfg.init
     dropout = regularization(cfg)
+    model_class = distillation(cfg)
     source = init.get("from", "stage1")
     if source not in ("stage1", "scratch", "teacher"):
         raise StudentError(f"init.from={source!r}: choose stage1, scratch or teacher")
@@ -104,11 +122,11 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         if source == "stage1":
             def build(model_cfg, trainer, depth=depth):
                 return student_from_stage1(stage1, depth, init.get("decoder", "stage1"), model_cfg, trainer,
-                                           encoder_updates=dropout)
+                                           encoder_updates=dropout, model_class=model_class)
         elif source == "teacher":
             def build(model_cfg, trainer, depth=depth):
                 model = cut_to_depth(teacher, depth, init.get("decoder", "stage1"), model_cfg, trainer, what="teacher",
-                                     encoder_updates=dropout)
+                                     encoder_updates=dropout, model_class=model_class)
                 if init.get("prune_l1") and init.get("prune_to_parameters"):
                     raise StudentError("init.prune_l1 and init.prune_to_parameters: choose one pruning")
                 if init.get("prune_l1"):  # masks stay on while finetuning; folded in before the .nemo is saved
@@ -124,7 +142,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
                 encoder = copy.deepcopy(model_cfg.encoder)
                 encoder.n_layers = depth
                 encoder.update(dropout)
-                return student_from_scratch(init.teacher, encoder, model_cfg, trainer)
+                return student_from_scratch(init.teacher, encoder, model_cfg, trainer, model_class=model_class)
         logging.info(f"stage 2 ({source}): depth {depth} -> {run.output_nemo}")
         start = time.time()
         path = run_training(run, build)

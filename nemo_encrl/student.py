@@ -76,7 +76,8 @@ def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir
     })  # fmt: skip
     if train_cfg is not None:  # data, optimiser and augmentation of the finetuning config
         with open_dict(cfg):
-            for key in (*_DATA_SECTIONS, "optim", "spec_augment", "log_prediction", "ctc_reduction", "decoding"):
+            for key in (*_DATA_SECTIONS, "optim", "spec_augment", "log_prediction", "ctc_reduction", "decoding",
+                        "teacher", "distillation"):  # the last two: stage 2 with a KL term (training only)
                 if train_cfg.get(key) is not None:
                     cfg[key] = copy.deepcopy(train_cfg[key])
             for section in _DATA_SECTIONS:
@@ -87,9 +88,10 @@ def _plain_ctc_config(source_cfg: DictConfig, encoder: DictConfig, tokenizer_dir
 
 def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage1", train_cfg: DictConfig | None = None,
                  trainer=None, tokenizer_dir: str | Path | None = None, what: str = "source model",
-                 encoder_updates: dict | None = None):  # fmt: skip
-    """A plain EncDecCTCModelBPE keeping the first `n_layers` Conformer layers of any CTC-BPE `source`
-    (a stage-1 EncRL model, or a teacher: whole-layer pruning), its preprocessor and tokenizer.
+                 encoder_updates: dict | None = None, model_class=None):  # fmt: skip
+    """A plain EncDecCTCModelBPE (or `model_class`, a subclass for training) keeping the first `n_layers`
+    Conformer layers of any CTC-BPE `source` (a stage-1 EncRL model, or a teacher: whole-layer pruning),
+    its preprocessor and tokenizer.
 
     `decoder_init`: "stage1" keeps the source's CTC head, "fresh" starts it from random weights.
     `encoder_updates`: encoder settings that carry no weights (dropout) changed for the finetuning.
@@ -107,7 +109,7 @@ def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage
     encoder_cfg.n_layers = n_layers
     with open_dict(encoder_cfg):
         encoder_cfg.update(encoder_updates or {})
-    student = EncDecCTCModelBPE(_plain_ctc_config(source.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
+    student = (model_class or EncDecCTCModelBPE)(_plain_ctc_config(source.cfg, encoder_cfg, tok_dir, train_cfg), trainer=trainer)
 
     kept = {k: v for k, v in source.encoder.state_dict().items()
             if not k.startswith("layers.") or int(k.split(".")[1]) < n_layers}  # fmt: skip
@@ -123,16 +125,16 @@ def cut_to_depth(source, n_layers: int | None = None, decoder_init: str = "stage
 
 def student_from_stage1(stage1, n_layers: int | None = None, decoder_init: str = "stage1",
                         train_cfg: DictConfig | None = None, trainer=None, tokenizer_dir: str | Path | None = None,
-                        encoder_updates: dict | None = None):  # fmt: skip
+                        encoder_updates: dict | None = None, model_class=None):  # fmt: skip
     """The stage-1 student (model or file) as a plain EncDecCTCModelBPE, cut to its first `n_layers`."""
     if isinstance(stage1, (str, Path)):
         stage1 = load_stage1(stage1)
     return cut_to_depth(stage1, n_layers, decoder_init, train_cfg, trainer, tokenizer_dir, what="stage-1 student",
-                        encoder_updates=encoder_updates)
+                        encoder_updates=encoder_updates, model_class=model_class)
 
 
 def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | None = None, trainer=None,
-                         tokenizer_dir: str | Path | None = None):  # fmt: skip
+                         tokenizer_dir: str | Path | None = None, model_class=None):  # fmt: skip
     """The same kind of student with random weights: the teacher's preprocessor and tokenizer only."""
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
@@ -144,4 +146,4 @@ def student_from_scratch(teacher, encoder: DictConfig, train_cfg: DictConfig | N
     encoder = copy.deepcopy(encoder)
     with open_dict(encoder):
         encoder.feat_in = teacher.cfg.preprocessor.features
-    return EncDecCTCModelBPE(_plain_ctc_config(teacher.cfg, encoder, tok_dir, train_cfg), trainer=trainer)
+    return (model_class or EncDecCTCModelBPE)(_plain_ctc_config(teacher.cfg, encoder, tok_dir, train_cfg), trainer=trainer)

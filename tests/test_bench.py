@@ -2,6 +2,7 @@
 tiny corpus with a tiny teacher (sweep, stage 1 -> two depths, scratch partners, report), including a
 run killed mid-way that the same command continues to exactly its step budget."""
 
+import dataclasses
 import json
 
 import pytest
@@ -25,7 +26,8 @@ def test_plan_sweep_first_then_families_with_partners():
                          "scratch-reg_lr2_small_L3_s1", "stage1_mse_small_s2", "mse_small_L6_s2"]  # fmt: skip
     assert "clip0.3_small_L3_s2" in names and "clip0.3_small_L6_s2" not in names  # the sweep families: depth 3 only
     assert "mse_same_L3_s1" in names and "scratch-reg_lr2_same_L6_s1" in names and len(names) == len(set(names))
-    assert sum(j.kind == "stage1" for j in jobs) == 2 + 1 + 3 * 2
+    assert sum(j.kind == "stage1" for j in jobs) == 2 + 1 + 3 * 2  # the KL recipe shares mse's stage 1
+    assert "mse_kl0.5_small_L6_s2" in names and "stage1_mse_kl0.5_small_s1" not in names
 
 
 @pytest.mark.parametrize("override, message", [
@@ -34,6 +36,7 @@ def test_plan_sweep_first_then_families_with_partners():
     ("families.1.data=huge", r"families\[1\].data='huge' is not in data"),
     ("scratch.sweep_at.depth=4", r"scratch.sweep_at=.*depth one of depths \[6, 3\]"),
     ("+recipes.bad={clipp: 1}", r"recipes.bad: unknown stage-1 losses \['clipp'\]"),
+    ("families.1.data=same", r"families\[1\]: recipe mse_kl0.5 has stage2_kl, which reads .* data same has teacher_cache: false"),
 ])  # fmt: skip
 def test_profile_errors_name_the_key(override, message):
     from nemo_encrl.bench.plan import check_profile
@@ -54,6 +57,10 @@ def test_stage2_budget_charges_stage1_by_cost_and_the_family_costs_what_scratch_
     family_total = family + s6 * 1.0 + s3 * 0.6
     assert family_total == pytest.approx(3000 * 1.0 + 3000 * 0.6, abs=1.0)  # = the scratch partners' compute
     assert stage2_steps(cfg, COSTS, "small", 3, hours) == s3  # a budget is a function of the settings alone
+    kl = dataclasses.replace(COSTS, stage2_kl_cached={6: 1.05, 3: 0.65})
+    assert stage2_steps(cfg, kl, "small", 3, hours, "mse_kl0.5") == round((3000 * 0.6 - family * 0.6 / 1.6) / 0.65)
+    with pytest.raises(BenchConfigError, match="no stage-2 KL step cost for depth 3"):
+        stage2_steps(cfg, COSTS, "small", 3, hours, "mse_kl0.5")
     with pytest.raises(BenchConfigError, match="stage 1 .* costs more than steps=500"):
         stage2_steps(load_config("bench", "cpu", ["steps=500", "stage1_steps=1000"]), COSTS, "small", 6, hours)
 
@@ -82,7 +89,8 @@ def _tiny_bench(tmp_path, tiny_ctc_nemo, extra=()):
                                          f"out_dir={tmp_path}/bench", f"report={tmp_path}/docs/RESULTS.md",
                                          "depths=[2,1]", "steps=12", "stage1_steps=4", "validate_every=3",
                                          "cost.steps=2", "cost.warmup=1", "speed.utterances=2", "speed.repeats=1",
-                                         "command=test", "scratch.configs.reg_lr1.regularize_after=2", "scratch.sweep_at.depth=2", "families.1.depths=[1]", *extra])  # fmt: skip
+                                         "command=test", "scratch.configs.reg_lr1.regularize_after=2", "scratch.sweep_at.depth=2", "families.1.depths=[1]",
+                                         "families.2.depths=[1]", *extra])  # fmt: skip
     with open_dict(cfg):
         cfg.student = OmegaConf.create({"d_model": 16, "n_layers": 2, "n_heads": 2})
         cfg.overrides = [o for o in TINY_TRAINING if not o.startswith("trainer.max_steps")] + ["model.encoder.conv_kernel_size=7"]
@@ -119,7 +127,9 @@ def test_tiny_bench_end_to_end_resume_and_stale_settings(tiny_ctc_nemo, tmp_path
     assert set(costs.ctc) == {1, 2} and costs.ctc[2] == 1.0 and costs.stage1_cached > 0 and costs.unit_ms > 0
     choice = json.loads((out / "scratch_choice.json").read_text())
     assert set(choice["mean_last3_dev_wer"]) == {"reg_lr1", "noreg_lr1"}
-    for name in ("mse_small_L2_s1", "mse_small_L1_s1", f"scratch-{choice['chosen']}_small_L1_s1", "clip1_small_L1_s1"):
+    assert costs.stage2_kl_cached[1] > 0
+    for name in ("mse_small_L2_s1", "mse_small_L1_s1", f"scratch-{choice['chosen']}_small_L1_s1", "clip1_small_L1_s1",
+                 "mse_kl0.5_small_L1_s1"):
         result = json.loads((out / name / "result.json").read_text())
         points = json.loads((out / name / "curve.json").read_text())
         assert points[-1]["step"] == result["steps"]  # trained exactly its budget, resumed or not

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nemo_encrl.bench.budget import Costs, stage1_units
+from nemo_encrl.bench.budget import Costs, stage1_units, student_step_cost
 
 
 def stage1_charge(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: bool) -> float:
@@ -22,12 +22,12 @@ def stage1_charge(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: b
 
 def compute_curve(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: bool = False) -> list[tuple[float, float]]:
     """(total units, dev WER) at each validation of the run."""
-    base = stage1_charge(cfg, costs, r, hours, whole)
-    return [(base + p["step"] * costs.ctc[r["depth"]], p["val_wer"]) for p in r["curve"] if "val_wer" in p]
+    base, step = stage1_charge(cfg, costs, r, hours, whole), student_step_cost(cfg, costs, r.get("recipe"), r["depth"])
+    return [(base + p["step"] * step, p["val_wer"]) for p in r["curve"] if "val_wer" in p]
 
 
 def total_units(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: bool = False) -> float:
-    return stage1_charge(cfg, costs, r, hours, whole) + r["steps"] * costs.ctc[r["depth"]]
+    return stage1_charge(cfg, costs, r, hours, whole) + r["steps"] * student_step_cost(cfg, costs, r.get("recipe"), r["depth"])
 
 
 def units_to_reach(points: list[tuple[float, float]], target: float) -> float | None:

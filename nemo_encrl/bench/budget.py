@@ -11,12 +11,12 @@ budgeted: two identical commands train the same steps.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nemo_encrl.bench.plan import BenchConfigError
+from nemo_encrl.bench.plan import BenchConfigError, stage2_kl
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,12 @@ class Costs:
     teacher_per_audio_hour: float   # the teacher's forward pass over one hour of audio (building the cache)
     unit_ms: float | None = None    # wall-clock of one unit where measured
     source: str = ""                # where the numbers come from
+    stage2_kl_cached: dict[int, float] = field(default_factory=dict)  # CTC + KL to the cached teacher, per depth
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Costs":
-        return cls(**{**d, "ctc": {int(k): float(v) for k, v in d["ctc"].items()}})
+    def from_dict(cls, d: dict) -> Costs:
+        kl = {int(k): float(v) for k, v in d.get("stage2_kl_cached", {}).items()}
+        return cls(**{**d, "ctc": {int(k): float(v) for k, v in d["ctc"].items()}, "stage2_kl_cached": kl})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,11 +65,21 @@ def stage1_units(cfg: DictConfig, costs: Costs, data: str, train_hours: float) -
     return int(cfg.stage1_steps) * costs.stage1_online
 
 
-def stage2_steps(cfg: DictConfig, costs: Costs, data: str, depth: int, train_hours: float) -> int:
-    """A student's stage-2 steps: its CTC budget less its share of the family's stage 1."""
+def student_step_cost(cfg: DictConfig, costs: Costs, recipe: str | None, depth: int) -> float:
+    """One training step of a student (scratch or stage 2): CTC, or CTC + KL reading the teacher cache."""
+    if not stage2_kl(cfg, recipe):
+        return costs.ctc[depth]
+    if depth not in costs.stage2_kl_cached:
+        raise BenchConfigError(f"cost: no stage-2 KL step cost for depth {depth} (recipe {recipe}): the costs were "
+                               "measured without a teacher cache or before KL recipes; measure them again")  # fmt: skip
+    return costs.stage2_kl_cached[depth]
+
+
+def stage2_steps(cfg: DictConfig, costs: Costs, data: str, depth: int, train_hours: float, recipe: str | None = None) -> int:
+    """A student's stage-2 steps: its CTC budget less its share of the family's stage 1, at its step cost."""
     budgets = {int(d): int(cfg.steps) * costs.ctc[int(d)] for d in cfg.depths}
     share = stage1_units(cfg, costs, data, train_hours) * budgets[depth] / sum(budgets.values())
-    steps = int(cfg.steps) - round(share / costs.ctc[depth])
+    steps = round((budgets[depth] - share) / student_step_cost(cfg, costs, recipe, depth))
     if steps < 1:
         raise BenchConfigError(f"stage 1 ({share:.0f} units charged to depth {depth}) costs more than steps={cfg.steps}: "
                                "raise steps or lower stage1_steps")  # fmt: skip
@@ -79,4 +91,4 @@ def job_steps(cfg: DictConfig, costs: Costs, job, train_hours: float) -> int:
         return int(cfg.stage1_steps)
     if job.kind == "scratch":
         return int(cfg.steps)
-    return stage2_steps(cfg, costs, job.data, job.depth, train_hours)
+    return stage2_steps(cfg, costs, job.data, job.depth, train_hours, job.recipe)

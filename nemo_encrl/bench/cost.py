@@ -73,6 +73,24 @@ def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmu
 
         return step
 
+    def kl_step_of(ctc):  # stage 2 with a KL term to the cached teacher's posteriors
+        from nemo_encrl.cache.reader import teacher_outputs
+        from nemo_encrl.losses import ctc_kl_loss
+
+        kl_opt = torch.optim.AdamW(ctc.parameters(), lr=1e-4)
+
+        def step(batch):
+            signal, signal_len, transcript, transcript_len, cached = batch
+            _, t_len, t_logp, _ = teacher_outputs(cached, encrl.teacher_cache.vocab_size, ())
+            kl_opt.zero_grad()
+            log_probs, enc_len, _ = ctc(input_signal=signal, input_signal_length=signal_len)
+            T = min(log_probs.shape[1], t_logp.shape[1])
+            loss = ctc.loss(log_probs=log_probs, targets=transcript, input_lengths=enc_len, target_lengths=transcript_len)
+            (loss + 0.5 * ctc_kl_loss(log_probs[:, :T], t_logp[:, :T], torch.minimum(enc_len, t_len))).backward()
+            kl_opt.step()
+
+        return step
+
     def teacher_forward(batch):
         with torch.no_grad():
             feats, feat_len = encrl.preprocessor(input_signal=batch[0], length=batch[1])
@@ -82,6 +100,7 @@ def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmu
     kinds["stage1_online"] = lambda b: stage1_step(b[:4])
     if cached:
         kinds["stage1_cached"] = stage1_step
+        kinds.update({f"kl_cached_L{d}": kl_step_of(_ctc_student(encrl, d).train()) for d in depths})
     kinds["teacher_forward"] = teacher_forward
     encrl.train()
     best = {name: min(_timed(fn, batches, warmup) for _ in range(2)) for name, fn in kinds.items()}
@@ -107,10 +126,11 @@ def costs_from_timing(timing: dict, full_depth: int) -> dict:
     steps_audio_hours = timing["audio_seconds"] / 3600
     teacher_per_hour = ms["teacher_forward"] * timing["steps"] / steps_audio_hours / unit
     return {
-        "ctc": {int(k[5:]): round(v / unit, 3) for k, v in ms.items() if k.startswith("ctc_L")},
+        "ctc": {int(k.removeprefix("ctc_L")): round(v / unit, 3) for k, v in ms.items() if k.startswith("ctc_L")},
         "stage1_online": round(ms["stage1_online"] / unit, 3),
         "stage1_cached": round(ms.get("stage1_cached", ms["stage1_online"]) / unit, 3),
         "teacher_per_audio_hour": round(teacher_per_hour, 1),
+        "stage2_kl_cached": {int(k.removeprefix("kl_cached_L")): round(v / unit, 3) for k, v in ms.items() if k.startswith("kl_cached_L")},
         "unit_ms": unit,
         "source": f"measured {time.strftime('%Y-%m-%d %H:%M')} on {timing['machine']}, {timing['threads']} threads, "
                   f"{timing['steps']} steps of each kind",

@@ -60,9 +60,23 @@ def check_profile(cfg: DictConfig) -> None:
             raise BenchConfigError(f"{where}.depths {extra} are not in depths {list(cfg.depths)}")
     known = {"clip", "mse_logprobs", "mse_encoder", "kl", "hidden", "ctc"}  # model.loss.* of conf/encrl
     for name, recipe in cfg.recipes.items():
-        unknown = set(recipe or {}) - known
+        unknown = set(recipe or {}) - known - {"stage2_kl"}
         if unknown:
-            raise BenchConfigError(f"recipes.{name}: unknown stage-1 losses {sorted(unknown)} (known: {sorted(known)})")
+            raise BenchConfigError(f"recipes.{name}: unknown stage-1 losses {sorted(unknown)} (known: {sorted(known)}, "
+                                   "and stage2_kl: the KL weight of stage 2)")  # fmt: skip
+    for i, fam in enumerate(cfg.families):
+        if stage2_kl(cfg, fam.recipe) and not cfg.data[fam.data].get("teacher_cache"):
+            raise BenchConfigError(f"families[{i}]: recipe {fam.recipe} has stage2_kl, which reads the teacher's "
+                                   f"posteriors from a teacher cache; data {fam.data} has teacher_cache: false")  # fmt: skip
+
+
+def stage1_losses(cfg: DictConfig, recipe: str) -> dict:
+    return {k: v for k, v in (cfg.recipes[recipe] or {}).items() if k != "stage2_kl"}
+
+
+def stage2_kl(cfg: DictConfig, recipe: str | None) -> float:
+    """The weight of stage 2's KL term to the teacher's posteriors (0: plain CTC)."""
+    return float((cfg.recipes[recipe] or {}).get("stage2_kl", 0.0)) if recipe else 0.0
 
 
 def sweep_jobs(cfg: DictConfig) -> list[Job]:
@@ -76,12 +90,15 @@ def plan_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
     for fam in cfg.families:
         depths = [int(d) for d in fam.get("depths", cfg.depths)]
         for seed in fam.seeds:
-            jobs.append(Job("stage1", fam.data, int(seed), recipe=fam.recipe))
+            jobs.append(stage1_of(cfg, Job("encrl", fam.data, int(seed), recipe=fam.recipe)))
             jobs += [Job("encrl", fam.data, int(seed), recipe=fam.recipe, depth=d) for d in depths]
             jobs += [Job("scratch", fam.data, int(seed), depth=d, config=chosen) for d in depths]
     return list(dict.fromkeys(jobs))
 
 
-def stage1_of(job: Job) -> Job:
-    """The stage-1 run a student starts from."""
-    return Job("stage1", job.data, job.seed, recipe=job.recipe)
+def stage1_of(cfg: DictConfig, job: Job) -> Job:
+    """The stage-1 run a student starts from. Recipes that differ only in stage 2 (stage2_kl) share it:
+    it is named after the first recipe with the same stage-1 losses."""
+    losses = stage1_losses(cfg, job.recipe)
+    recipe = next(name for name in cfg.recipes if stage1_losses(cfg, name) == losses)
+    return Job("stage1", job.data, job.seed, recipe=recipe)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure
+from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, student_step_cost
 from nemo_encrl.bench.measure import measure
-from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_of, sweep_jobs
+from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_losses, stage1_of, stage2_kl, sweep_jobs
 from nemo_encrl.bench.settings import check_settings, file_digest, job_settings, record_settings, stored_settings
 from nemo_encrl.config import CONF_DIR, load_config
 
@@ -59,7 +59,7 @@ def _stage1_config(cfg: DictConfig, job: Job, steps: int, folder: Path) -> DictC
     cache = [f"model.teacher.cache={cache_folder(cfg, job.data)}"] if cfg.data[job.data].get("teacher_cache") else []
     return load_config("encrl", "encrl_clip_mse", [
         f"model.teacher.path={cfg.teacher}", *_common(cfg, job, steps, folder), *_encoder(cfg), *cache,
-        *[f"model.loss.{k}.weight={v}" for k, v in (cfg.recipes[job.recipe] or {}).items()],
+        *[f"model.loss.{k}.weight={v}" for k, v in stage1_losses(cfg, job.recipe).items()],
         f"output_nemo={folder}/stage1.nemo", *cfg.get("stage1_overrides", []),
     ])  # fmt: skip
 
@@ -72,8 +72,11 @@ def train_job(cfg: DictConfig, job: Job, steps: int, folder: Path, chosen: str) 
     if job.kind == "stage1":
         return str(fit_encrl(_stage1_config(cfg, job, steps, folder)))
     if job.kind == "encrl":
-        init = ["init.from=stage1", f"init.stage1={Path(cfg.out_dir) / stage1_of(job).name / 'stage1.nemo'}"]
+        init = ["init.from=stage1", f"init.stage1={Path(cfg.out_dir) / stage1_of(cfg, job).name / 'stage1.nemo'}"]
         extra = [*_scratch_config(cfg, chosen), *cfg.get("stage2_overrides", [])]  # the winner's lr and regularisation
+        if kl := stage2_kl(cfg, job.recipe):
+            extra += [f"distillation.weight={kl}", f"distillation.teacher={cfg.teacher}",
+                      f"distillation.cache={cache_folder(cfg, job.data)}"]
     else:
         init = ["init.from=scratch", f"init.teacher={cfg.teacher}", *_encoder(cfg)]
         extra = [*_scratch_config(cfg, job.config), *cfg.get("scratch_overrides", [])]
@@ -208,7 +211,7 @@ def run_bench(cfg: DictConfig) -> Path:
         folder = out / job.name
         if folder.exists() and stored_settings(folder):
             check_settings(folder, job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen))
-    units = [_units(costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
+    units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
     for i, job in enumerate(rest):
         left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen,
@@ -216,8 +219,8 @@ def run_bench(cfg: DictConfig) -> Path:
     return write_report(cfg, all_jobs(cfg, chosen), costs, hours)
 
 
-def _units(costs: Costs, job: Job, steps: int) -> float:
-    """A job's training compute in full-depth CTC steps (teacher cache builds aside)."""
+def _units(cfg: DictConfig, costs: Costs, job: Job, steps: int) -> float:
+    """A job's training compute in full-depth CTC steps (teacher cache builds aside), for the ETA."""
     if job.kind == "stage1":
-        return steps * costs.stage1_cached
-    return steps * costs.ctc[job.depth]
+        return steps * (costs.stage1_cached if cfg.data[job.data].get("teacher_cache") else costs.stage1_online)
+    return steps * student_step_cost(cfg, costs, job.recipe, job.depth)

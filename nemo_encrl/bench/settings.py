@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from nemo_encrl.bench.plan import stage1_losses, stage1_of, stage2_kl
 from nemo_encrl.config import CONF_DIR
 
 
@@ -31,7 +32,7 @@ def job_settings(cfg: DictConfig, job, steps: int, scratch_config: str | None = 
          "seed": job.seed, "steps": steps, "batch_duration": float(cfg.batch_duration),
          "validate_every": int(cfg.validate_every), "overrides": list(cfg.get("overrides", []))}  # fmt: skip
     if job.kind == "stage1":
-        s.update(student=_plain(cfg.student), losses=_plain(cfg.recipes[job.recipe]) or {},
+        s.update(student=_plain(cfg.student), losses=stage1_losses(cfg, job.recipe),
                  teacher_cache=bool(data.get("teacher_cache")), stage1_overrides=list(cfg.get("stage1_overrides", [])),
                  stage1_config=file_digest(CONF_DIR / "encrl" / "encrl_clip_mse.yaml"))  # fmt: skip
     else:
@@ -41,7 +42,8 @@ def job_settings(cfg: DictConfig, job, steps: int, scratch_config: str | None = 
         if job.kind == "scratch":
             s.update(student=_plain(cfg.student), scratch_overrides=list(cfg.get("scratch_overrides", [])))
         else:
-            s.update(stage2_overrides=list(cfg.get("stage2_overrides", [])))
+            s.update(stage2_overrides=list(cfg.get("stage2_overrides", [])), stage2_kl=stage2_kl(cfg, job.recipe),
+                     stage1=stage1_of(cfg, job).name)
     return s
 
 

@@ -9,8 +9,9 @@ from nemo.utils import logging
 
 
 class CachedTeacherMixin:
-    """For EncRLModel: `model.teacher.cache` switches the training steps to the cache (validation and
-    any run without a cache keep the teacher online)."""
+    """For the models that learn from a frozen teacher (EncRL stage 1, stage 2 with a KL term):
+    `model.teacher.cache` switches the training steps to the cache (validation and any run without a
+    cache keep the teacher online)."""
 
     teacher_cache = None
 
@@ -41,7 +42,7 @@ class CachedTeacherMixin:
             if absent:
                 raise TeacherCacheError(f"{where} has no teacher outputs for {len(absent)} training cut(s), e.g. "
                                        f"{absent[0]!r}: rebuild it for this model.train_ds")  # fmt: skip
-        logging.info(f"EncRL stage 1 reads the teacher's outputs from {cache.folder} ({cache.layout.fields()})")
+        logging.info(f"{type(self).__name__} reads the teacher's outputs from {cache.folder} ({cache.layout.fields_for(need)})")
         return cache
 
     def _cache_needs(self):

@@ -25,6 +25,7 @@ from nemo.utils import logging, model_utils
 from nemo_encrl.losses import ctc_kl_loss, frame_clip_loss, hidden_layer_pairs, masked_mse, utterance_clip_loss
 from nemo_encrl.models.cached_teacher import CachedTeacherMixin
 from nemo_encrl.modules import TeacherWrapper
+from nemo_encrl.modules.teacher_wrapper import inference_features
 from nemo_encrl.tokenizer import export_tokenizer
 
 __all__ = ["EncRLModel", "EncRLConfigError"]
@@ -179,24 +180,13 @@ class EncRLModel(CachedTeacherMixin, EncDecCTCModelBPE):
         pooled = F.avg_pool1d(x.transpose(1, 2), kernel_size=factor, stride=factor, ceil_mode=True).transpose(1, 2)
         return pooled, cls._pooled_lengths(lengths, factor)
 
-    def _teacher_features(self, signal: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher's input as at inference: the preprocessor in eval mode (no dither), as the teacher
-        cache stores it; the student keeps its training-mode features."""
-        was_training = self.preprocessor.training
-        self.preprocessor.eval()
-        try:
-            with torch.no_grad():
-                return self.preprocessor(input_signal=signal, length=length)
-        finally:
-            self.preprocessor.train(was_training)
-
     def distill_forward(self, input_signal: torch.Tensor, input_signal_length: torch.Tensor,
                         cached_teacher: dict | None = None) -> dict:  # fmt: skip
         """Student and teacher on the same features; everything the losses need, frame-aligned.
         `cached_teacher` (a collated teacher-cache batch) replaces the teacher's forward pass."""
         teacher_in = None
         if cached_teacher is None and self.training:  # first: NeMo dithers the waveform in place
-            teacher_in = self._teacher_features(input_signal, input_signal_length)
+            teacher_in = inference_features(self.preprocessor, input_signal, input_signal_length)
         features, feat_len = self.preprocessor(input_signal=input_signal, length=input_signal_length)
         if cached_teacher is None:
             t_enc, t_len, t_logp, t_hidden = self.teacher(*(teacher_in or (features, feat_len)),

@@ -69,3 +69,15 @@ class TeacherWrapper(torch.nn.Module):
                 h.remove()
         hidden, self._hidden = {i: h.float() for i, h in self._hidden.items()}, {}
         return encoded.float().transpose(1, 2), enc_len, log_probs.float(), hidden
+
+
+def inference_features(preprocessor, signal: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's input as at inference: the preprocessor in eval mode (no dither), as the teacher
+    cache stores it. Call it before the student's training-mode pass: NeMo dithers the waveform in place."""
+    was_training = preprocessor.training
+    preprocessor.eval()
+    try:
+        with torch.no_grad():
+            return preprocessor(input_signal=signal, length=length)
+    finally:
+        preprocessor.train(was_training)
