@@ -101,10 +101,12 @@ def _bench(args) -> Path:
     from omegaconf import open_dict
 
     from nemo_encrl.bench import run_bench
-    from nemo_encrl.bench.run import report_only
+    from nemo_encrl.bench.run import report_only, run_one
     from nemo_encrl.config import load_config
 
     cfg = load_config("bench", args.profile, args.overrides)
+    if args.job:
+        return run_one(cfg, args.job)
     with open_dict(cfg):
         cfg.command = " ".join(["nemo-encrl bench", f"--profile {args.profile}", *args.overrides])
     if args.report_only or args.retime:
@@ -185,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
     p.add_argument("--retime", action="store_true",
                    help="time every finished run (and the teacher) again on an idle machine, then rewrite the report")
+    p.add_argument("--job", help="run one job of the profile by its folder name (what workers > 1 starts)")
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. steps=4000 stage1_steps=1500")
     p.set_defaults(func=_bench)
 

@@ -151,6 +151,10 @@ def test_tiny_bench_end_to_end_resume_and_stale_settings(tiny_ctc_nemo, tmp_path
     with pytest.raises(StaleRunError, match=r"bench/stage1_mse_small_s1 was made with other settings \(steps"):
         run_bench(_tiny_bench(tmp_path, tiny_ctc_nemo, ["stage1_steps=5"]))
     assert (out / "mse_small_L2_s1" / "result.json").read_text() == before
+    # a budget that stage 1 would eat up stops the bench before anything trains
+    with pytest.raises(BenchConfigError, match=r"stage 1 \(.* units charged to depth 2\) costs more than steps=3"):
+        run_bench(_tiny_bench(tmp_path, tiny_ctc_nemo, ["steps=3", f"out_dir={tmp_path}/other"]))
+    assert not (tmp_path / "other" / "stage1_mse_small_s1").exists()
 
 
 def test_missing_teacher_is_named(tmp_path):
@@ -163,3 +167,16 @@ def test_missing_teacher_is_named(tmp_path):
 def test_job_names():
     assert Job("stage1", "small", 2, recipe="mse").name == "stage1_mse_small_s2"
     assert Job("scratch", "same", 1, depth=3, config="reg_lr1").method == "scratch-reg_lr1"
+
+
+@pytest.mark.slow
+def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
+    """workers: 2 runs the jobs in their own processes, in two waves; the result is the same bench."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _tiny_bench(tmp_path, tiny_ctc_nemo, ["workers=2", "families=[{recipe: mse, data: small, seeds: [1]}]", "steps=30",
+                                                "depths=[2]", "scratch.configs={reg_lr1: {lr: 0.245, regularize_after: 2}}"])
+    report = run_bench(cfg)
+    out = tmp_path / "bench"
+    for name in ("scratch-reg_lr1_small_L2_s1", "stage1_mse_small_s1", "mse_small_L2_s1"):
+        assert (out / name / "result.json").exists() and "Trainer.fit" in (out / name / "log.txt").read_text()
+    assert "| small | L2 | mse |" in report.read_text()

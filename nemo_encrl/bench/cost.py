@@ -12,14 +12,31 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(step_fn, batches, warmup: int) -> float:
     total = 0.0
     for i, batch in enumerate(batches):
+        _sync()
         start = time.perf_counter()
         step_fn(batch)
+        _sync()
         if i >= warmup:
             total += time.perf_counter() - start
     return total
+
+
+def _to(x, device):
+    if torch.is_tensor(x):
+        return x.to(device)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to(v, device) for v in x)
+    return x
 
 
 def _ctc_student(encrl, n_layers: int):
@@ -33,7 +50,7 @@ def _ctc_student(encrl, n_layers: int):
         cfg.encoder.n_layers = n_layers
     ctc = EncDecCTCModelBPE(cfg)
     ctc.encoder.load_state_dict(encrl.encoder.state_dict(), strict=False)
-    return ctc
+    return ctc.to(encrl.device)
 
 
 def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmup: int = 3) -> dict:
@@ -54,6 +71,9 @@ def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmu
         if len(batches) == steps + warmup:
             break
     audio_seconds = sum(float(b[1].sum()) for b in batches[warmup:]) / encrl.cfg.sample_rate
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the bench's training runs
+    encrl.to(device)
+    batches = [_to(b, device) for b in batches]
     opt = torch.optim.AdamW([p for p in encrl.parameters() if p.requires_grad], lr=1e-4)
 
     def stage1_step(batch):

@@ -161,6 +161,22 @@ def all_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
     return list(dict.fromkeys([*sweep_jobs(cfg), *plan_jobs(cfg, chosen)]))
 
 
+def run_one(cfg: DictConfig, name: str) -> dict:
+    """One job of the profile by its folder name (what `workers` > 1 runs in each process)."""
+    out = Path(cfg.out_dir)
+    costs = load_or_measure(cfg, lambda: _never_measured(out))
+    chosen = json.loads((out / "scratch_choice.json").read_text())["chosen"] if (out / "scratch_choice.json").exists() else None
+    jobs = {j.name: j for j in [*sweep_jobs(cfg), *plan_jobs(cfg, chosen or "?")]}
+    if name not in jobs:
+        raise KeyError(f"--job {name}: no such job in profile {cfg.name} (yet: students wait for the scratch sweep)")
+    job = jobs[name]
+    return _run_job(cfg, job, job_steps(cfg, costs, job, train_hours(cfg, job.data)), chosen, f"[job {name}]")
+
+
+def _never_measured(out: Path) -> Costs:
+    raise FileNotFoundError(f"{out}/cost.json: the step costs were never measured there; run the bench first")
+
+
 def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
     """The report from the finished runs as they are (after `--retime`: with every speed measured again)."""
     from nemo_encrl.bench.measure import retime
@@ -170,10 +186,7 @@ def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
     out = Path(cfg.out_dir)
     if not (out / "teacher" / "result.json").exists():
         raise FileNotFoundError(f"{out}/teacher/result.json: no finished bench in out_dir={out} to report on")
-    def never_measured() -> Costs:
-        raise FileNotFoundError(f"{out}/cost.json: the step costs were never measured there; run the bench first")
-
-    costs = load_or_measure(cfg, never_measured)
+    costs = load_or_measure(cfg, lambda: _never_measured(out))
     chosen, _ = choose_scratch(cfg, out)
     jobs = all_jobs(cfg, chosen)
     if retime_first:
@@ -191,6 +204,8 @@ def run_bench(cfg: DictConfig) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     costs, hours = prepare(cfg)
+    for job in [*sweep_jobs(cfg), *plan_jobs(cfg, "?")]:  # every budget is valid before anything trains
+        job_steps(cfg, costs, job, hours[job.data])
     teacher = out / "teacher"
     teacher_settings = {"teacher": file_digest(cfg.teacher), "eval_corpus": cfg.eval_corpus}
     if (teacher / "result.json").exists():
@@ -201,6 +216,11 @@ def run_bench(cfg: DictConfig) -> Path:
         (teacher / "result.json").write_text(json.dumps(result, indent=1))
 
     sweep = sweep_jobs(cfg)
+    if int(cfg.get("workers", 1)) > 1:
+        from nemo_encrl.bench.parallel import run_wave
+
+        stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
+        run_wave(cfg, [j.name for j in [*sweep, *stage1]], "sweep + stage 1")
     for i, job in enumerate(sweep, 1):
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]")
     chosen, scores = choose_scratch(cfg, out)
@@ -211,6 +231,8 @@ def run_bench(cfg: DictConfig) -> Path:
         folder = out / job.name
         if folder.exists() and stored_settings(folder):
             check_settings(folder, job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen))
+    if int(cfg.get("workers", 1)) > 1:
+        run_wave(cfg, [j.name for j in rest if j.kind != "stage1"], "students + scratch")
     units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
     for i, job in enumerate(rest):
         left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
