@@ -72,8 +72,7 @@ def _hours(costs: Costs, units: float) -> str:
     return f"{units * costs.unit_ms / 3.6e6:.2f} h" if costs.unit_ms else "-"
 
 
-def sweep_table(cfg, costs: Costs, results: dict, out: Path) -> list[str]:
-    choice = json.loads((out / "scratch_choice.json").read_text()) if (out / "scratch_choice.json").exists() else {}
+def sweep_table(cfg, results: dict, chosen: str) -> list[str]:
     at = cfg.scratch.sweep_at
     lines = [f"Chosen on dev at data `{at.data}`, depth {at.depth}, seed {at.seed}: the lowest mean dev WER over the "
              "last three validations. The sweep cost " + f"{len(cfg.scratch.configs)} x {cfg.steps} CTC steps.", "",
@@ -86,7 +85,7 @@ def sweep_table(cfg, costs: Costs, results: dict, out: Path) -> list[str]:
         reg = "off" if after is None else f"on after {after} steps"
         wers = last_dev_wers(r["curve"])
         lines.append(f"| {name} | {config.lr} | {reg} | {', '.join(pct(w) for w in wers)} | "
-                     f"{pct(statistics.mean(wers)) if wers else '-'} | {pct(r['wer'])} | {'yes' if name == choice.get('chosen') else ''} |")  # fmt: skip
+                     f"{pct(statistics.mean(wers)) if wers else '-'} | {pct(r['wer'])} | {'yes' if name == chosen else ''} |")  # fmt: skip
     return lines
 
 
@@ -175,11 +174,11 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
     return lines
 
 
-def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict) -> Path:
+def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) -> Path:
+    """`chosen`: the scratch configuration the sweep chose (provisional while the sweep runs)."""
     out = Path(cfg.out_dir)
     results = load_results(cfg, jobs)
     teacher = json.loads((out / "teacher" / "result.json").read_text())
-    choice = json.loads((out / "scratch_choice.json").read_text())["chosen"]
     stage2 = {}
     for job in jobs:
         if job.kind == "encrl":
@@ -202,20 +201,20 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict) -> Path:
           f"hour of audio {costs.teacher_per_audio_hour:.0f}; family stage 1: "
           + ", ".join(f"`{k}` {stage1_units(cfg, costs, k, hours[k]):.0f} units" for k in dict.fromkeys(f.data for f in cfg.families))
           + ".", f"- Dev WER every {cfg.validate_every} steps. Wall-clock is reported, not budgeted.", ""]  # fmt: skip
-    md += ["## Summary: test WER at equal compute", ""] + summary_table(cfg, costs, results, hours, choice)
+    md += ["## Summary: test WER at equal compute", ""] + summary_table(cfg, costs, results, hours, chosen)
     md += ["", "## Scratch baseline: learning rate and regularisation, chosen on dev", ""]
-    md += sweep_table(cfg, costs, results, out)
+    md += sweep_table(cfg, results, chosen)
     md += ["", "## Compute to reach scratch's best dev WER", "",
            "Stage 1 shared: the student carries its share of the family's stage 1 (how the budgets are set). Stage 1 "
            "whole: the student carries all of it, as if it were the family's only student.", ""]
-    md += reach_table(cfg, costs, results, hours, choice)
+    md += reach_table(cfg, costs, results, hours, chosen)
     md += ["", "## Convergence", ""] + convergence_table(results)
     md += ["", "## Epoch for epoch (paper's accounting: stage-2 epochs only)", "",
            "Epochs = training audio seen / the train split's audio. In brackets: the epochs the scratch partner (same "
            "data, depth and seed) needed for the same dev WER.", ""]
-    md += epoch_points(results, hours, choice)
+    md += epoch_points(results, hours, chosen)
     md += ["", "## Size and speed", ""] + speed_table(cfg, teacher, results)
-    md += ["", "## Targets", ""] + targets(cfg, costs, results, hours, choice)
+    md += ["", "## Targets", ""] + targets(cfg, costs, results, hours, chosen)
     plots = write_plots(cfg, costs, results, teacher, hours, Path(cfg.report).parent / "plots")
     md += ["", "## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
     if cfg.get("notes") and Path(cfg.notes).exists():  # hand-written reading of these numbers, kept apart

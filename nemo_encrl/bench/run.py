@@ -94,14 +94,16 @@ def last_dev_wers(points: list[dict], n: int = 3) -> list[float]:
     return [p["val_wer"] for p in points if "val_wer" in p][-n:]
 
 
-def choose_scratch(cfg: DictConfig, out: Path) -> tuple[str, dict]:
-    """The sweep's winner: the lowest mean dev WER over its last three validations."""
+def choose_scratch(cfg: DictConfig, out: Path, record: bool = True) -> tuple[str, dict]:
+    """The sweep's winner: the lowest mean dev WER over its last three validations. `record`: keep the
+    choice in scratch_choice.json, which the students read (only once the sweep has finished)."""
     scores = {}
     for job in sweep_jobs(cfg):
         wers = last_dev_wers(curve(out / job.name))
         scores[job.config] = statistics.mean(wers) if wers else float("inf")
     chosen = min(scores, key=scores.get)
-    (out / "scratch_choice.json").write_text(json.dumps({"chosen": chosen, "mean_last3_dev_wer": scores}, indent=1))
+    if record:
+        (out / "scratch_choice.json").write_text(json.dumps({"chosen": chosen, "mean_last3_dev_wer": scores}, indent=1))
     return chosen, scores
 
 
@@ -187,12 +189,13 @@ def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
     if not (out / "teacher" / "result.json").exists():
         raise FileNotFoundError(f"{out}/teacher/result.json: no finished bench in out_dir={out} to report on")
     costs = load_or_measure(cfg, lambda: _never_measured(out))
-    chosen, _ = choose_scratch(cfg, out)
+    sweep_done = all((out / j.name / "result.json").exists() for j in sweep_jobs(cfg))
+    chosen, _ = choose_scratch(cfg, out, record=sweep_done)  # an unfinished sweep: a provisional choice
     jobs = all_jobs(cfg, chosen)
     if retime_first:
         retime(cfg, [out / "teacher", *(out / j.name for j in jobs if j.kind != "stage1")],
                corpus_dir(cfg.eval_corpus) / "test_manifest.json")  # fmt: skip
-    return write_report(cfg, jobs, costs, {data: train_hours(cfg, data) for data in cfg.data})
+    return write_report(cfg, jobs, costs, {data: train_hours(cfg, data) for data in cfg.data}, chosen)
 
 
 def run_bench(cfg: DictConfig) -> Path:
@@ -238,7 +241,7 @@ def run_bench(cfg: DictConfig) -> Path:
         left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen,
                  f"[bench {i + 1}/{len(rest)}, ~{left:.0f} min of training left at the measured step cost]")
-    return write_report(cfg, all_jobs(cfg, chosen), costs, hours)
+    return write_report(cfg, all_jobs(cfg, chosen), costs, hours, chosen)
 
 
 def _units(cfg: DictConfig, costs: Costs, job: Job, steps: int) -> float:
