@@ -180,3 +180,37 @@ def test_summary_keeps_depths_of_earlier_calls(tmp_path, monkeypatch):
             "init.from=scratch", "init.teacher=unused.nemo", f"init.depths=[{depth}]", f"output_dir={tmp_path}"]))  # fmt: skip
     summary = json.loads((tmp_path / "summary_scratch.json").read_text())
     assert list(summary) == ["3", "6"] and summary["6"]["nemo"].endswith("student_scratch_L6.nemo")
+
+
+@pytest.mark.parametrize("source", ["stage1", "scratch"])
+def test_regularization_section_switches_on_specaugment_and_dropout(tiny_ctc_nemo, tiny_encrl_nemo, tiny_corpus, tmp_path,
+                                                                    source):  # fmt: skip
+    """regularization.after_steps: SpecAugment and encoder dropout in the student, off until that step."""
+    from conftest import tiny_finetune_overrides
+    from omegaconf import OmegaConf
+
+    from nemo_encrl.callbacks import RegularizationWarmup
+    from nemo_encrl.config import load_config
+    from nemo_encrl.finetune import regularization
+    from nemo_encrl.student import student_from_scratch, student_from_stage1
+
+    cfg = load_config("finetune", "ctc_finetune", [
+        *tiny_finetune_overrides(tiny_corpus, tmp_path, source, tiny_encrl_nemo, tiny_ctc_nemo),
+        "regularization.after_steps=5", "regularization.dropout=0.2"])  # fmt: skip
+    dropout = regularization(cfg)
+    OmegaConf.resolve(cfg)
+    assert cfg.regularization_warmup_steps == 5 and cfg.model.spec_augment.time_masks == 10
+    if source == "stage1":
+        model = student_from_stage1(tiny_encrl_nemo, 2, "stage1", cfg.model, encoder_updates=dropout)
+    else:
+        model = student_from_scratch(tiny_ctc_nemo, OmegaConf.merge(cfg.model.encoder, dropout), cfg.model)
+    assert model.spec_augmentation is not None and model.cfg.encoder.dropout == 0.2
+    probs = {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)}
+    assert 0.2 in probs
+    warmup = RegularizationWarmup(cfg.regularization_warmup_steps)
+    warmup._set(model, False)
+    assert model.spec_augmentation is None and {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)} == {0.0}
+    warmup._set(model, True)
+    assert model.spec_augmentation is not None and 0.2 in {m.p for m in model.encoder.modules() if isinstance(m, torch.nn.Dropout)}
+    off = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, tmp_path, source, tiny_encrl_nemo, tiny_ctc_nemo))
+    assert regularization(off) == {} and off.model.spec_augment is None  # the default: no regularisation
