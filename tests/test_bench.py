@@ -26,7 +26,8 @@ def test_plan_sweep_first_then_families_with_partners():
                          "scratch-reg_lr2_small_L3_s1", "stage1_mse_small_s2", "mse_small_L6_s2"]  # fmt: skip
     assert "clip0.3_small_L3_s2" in names and "clip0.3_small_L6_s2" not in names  # the sweep families: depth 3 only
     assert "mse_same_L3_s1" in names and "scratch-reg_lr2_same_L6_s1" in names and len(names) == len(set(names))
-    assert sum(j.kind == "stage1" for j in jobs) == 2 + 1 + 3 * 2  # the KL recipe shares mse's stage 1
+    assert sum(j.kind == "stage1" for j in jobs) == 2 + 1 + 3 * 2 + 1  # the KL recipe shares mse's stage 1; a repeat
+    assert names[-3:] == ["stage1_mse_small_s1_r1", "mse_small_L3_s1_r1", "scratch-reg_lr2_small_L3_s1_r1"]
     assert "mse_kl0.5_small_L6_s2" in names and "stage1_mse_kl0.5_small_s1" not in names
 
 
@@ -90,7 +91,7 @@ def _tiny_bench(tmp_path, tiny_ctc_nemo, extra=()):
                                          "depths=[2,1]", "steps=12", "stage1_steps=4", "validate_every=3",
                                          "cost.steps=2", "cost.warmup=1", "speed.utterances=2", "speed.repeats=1",
                                          "command=test", "scratch.configs.reg_lr1.regularize_after=2", "scratch.sweep_at.depth=2", "families.1.depths=[1]",
-                                         "families.2.depths=[1]", *extra])  # fmt: skip
+                                         "families.2.depths=[1]", "repeat.0.depths=[1]", *extra])  # fmt: skip
     with open_dict(cfg):
         cfg.student = OmegaConf.create({"d_model": 16, "n_layers": 2, "n_heads": 2})
         cfg.overrides = [o for o in TINY_TRAINING if not o.startswith("trainer.max_steps")] + ["model.encoder.conv_kernel_size=7"]
@@ -144,6 +145,8 @@ def test_tiny_bench_end_to_end_resume_and_stale_settings(tiny_ctc_nemo, tmp_path
                     "## Convergence", "## Epoch for epoch", "## Size and speed", "## Targets"):
         assert heading in text
     assert "| small | L2 | mse |" in text and "(chosen)" in text and "| noreg_lr1 | 0.245 | off |" in text
+    assert "## The same command twice" in text and "| mse_small_L1_s1 |" in text.split("## The same command twice")[1]
+    assert "| small | L1 | mse | 0.02M | 1 |" in text  # the repeat is not counted as another seed
     assert (tmp_path / "docs" / "plots" / "quick_dev_wer_vs_compute.png").stat().st_size > 1000
 
     # a finished run made under other settings is never reused nor overwritten: the bench stops first
@@ -174,6 +177,7 @@ def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
     """workers: 2 runs the jobs in their own processes, in two waves; the result is the same bench."""
     monkeypatch.chdir(tmp_path)
     cfg = _tiny_bench(tmp_path, tiny_ctc_nemo, ["workers=2", "families=[{recipe: mse, data: small, seeds: [1]}]", "steps=30",
+                                                "repeat=[]",
                                                 "depths=[2]", "scratch.configs={reg_lr1: {lr: 0.245, regularize_after: 2}}"])
     report = run_bench(cfg)
     out = tmp_path / "bench"

@@ -22,14 +22,16 @@ class Job:
     recipe: str | None = None  # stage1 / encrl: a key of `recipes:`
     depth: int | None = None   # encrl / scratch: encoder layers kept
     config: str | None = None  # scratch: a key of `scratch.configs:`
+    repeat: int = 0            # > 0: the same job once more, in its own folder (is the bench reproducible?)
 
     @property
     def name(self) -> str:
+        again = f"_r{self.repeat}" if self.repeat else ""
         if self.kind == "stage1":
-            return f"stage1_{self.recipe}_{self.data}_s{self.seed}"
+            return f"stage1_{self.recipe}_{self.data}_s{self.seed}{again}"
         if self.kind == "encrl":
-            return f"{self.recipe}_{self.data}_L{self.depth}_s{self.seed}"
-        return f"scratch-{self.config}_{self.data}_L{self.depth}_s{self.seed}"
+            return f"{self.recipe}_{self.data}_L{self.depth}_s{self.seed}{again}"
+        return f"scratch-{self.config}_{self.data}_L{self.depth}_s{self.seed}{again}"
 
     @property
     def method(self) -> str:
@@ -49,8 +51,9 @@ def check_profile(cfg: DictConfig) -> None:
     if sweep.data not in cfg.data or int(sweep.depth) not in [int(d) for d in cfg.depths]:
         raise BenchConfigError(f"scratch.sweep_at={dict(sweep)}: data must be one of {list(cfg.data)} and depth one "
                                f"of depths {list(cfg.depths)}")  # fmt: skip
-    for i, fam in enumerate(cfg.families):
-        where = f"families[{i}]"
+    named = [(f"families[{i}]", fam) for i, fam in enumerate(cfg.families)]
+    named += [(f"repeat[{i}]", fam) for i, fam in enumerate(cfg.get("repeat") or [])]
+    for where, fam in named:
         if fam.recipe not in cfg.recipes:
             raise BenchConfigError(f"{where}.recipe={fam.recipe!r} is not in recipes {list(cfg.recipes)}")
         if fam.data not in cfg.data:
@@ -64,9 +67,9 @@ def check_profile(cfg: DictConfig) -> None:
         if unknown:
             raise BenchConfigError(f"recipes.{name}: unknown stage-1 losses {sorted(unknown)} (known: {sorted(known)}, "
                                    "and stage2_kl: the KL weight of stage 2)")  # fmt: skip
-    for i, fam in enumerate(cfg.families):
+    for where, fam in named:
         if stage2_kl(cfg, fam.recipe) and not cfg.data[fam.data].get("teacher_cache"):
-            raise BenchConfigError(f"families[{i}]: recipe {fam.recipe} has stage2_kl, which reads the teacher's "
+            raise BenchConfigError(f"{where}: recipe {fam.recipe} has stage2_kl, which reads the teacher's "
                                    f"posteriors from a teacher cache; data {fam.data} has teacher_cache: false")  # fmt: skip
 
 
@@ -85,14 +88,16 @@ def sweep_jobs(cfg: DictConfig) -> list[Job]:
 
 
 def plan_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
-    """All jobs after the sweep, given the scratch configuration it chose (duplicates dropped, order kept)."""
+    """All jobs after the sweep, given the scratch configuration it chose (duplicates dropped, order kept);
+    last, the `repeat:` families once more with identical settings in their own folders."""
     jobs: list[Job] = []
-    for fam in cfg.families:
+    families = [(fam, 0) for fam in cfg.families] + [(fam, 1) for fam in cfg.get("repeat") or []]
+    for fam, again in families:
         depths = [int(d) for d in fam.get("depths", cfg.depths)]
         for seed in fam.seeds:
-            jobs.append(stage1_of(cfg, Job("encrl", fam.data, int(seed), recipe=fam.recipe)))
-            jobs += [Job("encrl", fam.data, int(seed), recipe=fam.recipe, depth=d) for d in depths]
-            jobs += [Job("scratch", fam.data, int(seed), depth=d, config=chosen) for d in depths]
+            jobs.append(stage1_of(cfg, Job("encrl", fam.data, int(seed), recipe=fam.recipe, repeat=again)))
+            jobs += [Job("encrl", fam.data, int(seed), recipe=fam.recipe, depth=d, repeat=again) for d in depths]
+            jobs += [Job("scratch", fam.data, int(seed), depth=d, config=chosen, repeat=again) for d in depths]
     return list(dict.fromkeys(jobs))
 
 
@@ -101,4 +106,4 @@ def stage1_of(cfg: DictConfig, job: Job) -> Job:
     it is named after the first recipe with the same stage-1 losses."""
     losses = stage1_losses(cfg, job.recipe)
     recipe = next(name for name in cfg.recipes if stage1_losses(cfg, name) == losses)
-    return Job("stage1", job.data, job.seed, recipe=recipe)
+    return Job("stage1", job.data, job.seed, recipe=recipe, repeat=job.repeat)

@@ -19,14 +19,27 @@ from nemo_encrl.bench.run import curve, last_dev_wers
 pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
 
 
-def load_results(cfg: DictConfig, jobs) -> dict[str, dict]:
+def load_results(cfg: DictConfig, jobs) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Finished students and scratch runs by name: (the bench's, the repeats of some of them)."""
     out = Path(cfg.out_dir)
-    results = {}
+    results, repeats = {}, {}
     for job in jobs:
         path = out / job.name / "result.json"
         if job.kind != "stage1" and path.exists():
-            results[job.name] = {**json.loads(path.read_text()), "curve": curve(out / job.name)}
-    return results
+            (repeats if job.repeat else results)[job.name] = {**json.loads(path.read_text()), "curve": curve(out / job.name)}
+    return results, repeats
+
+
+def repeat_table(results: dict, repeats: dict) -> tuple[list[str], float | None]:
+    """Each repeated run against the original (identical settings, its own folder); the largest gap."""
+    lines = ["| run | test WER | repeated | difference |", "|---|---|---|---|"]
+    gaps = []
+    for name, r in repeats.items():
+        original = results.get(name.rsplit("_r", 1)[0])
+        if original:
+            gaps.append(abs(r["wer"] - original["wer"]))
+            lines.append(f"| {original['name']} | {pct(original['wer'])} | {pct(r['wer'])} | {100 * gaps[-1]:.1f} points |")
+    return lines, max(gaps) if gaps else None
 
 
 def _groups(results: dict) -> dict[tuple, list[dict]]:
@@ -177,7 +190,7 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
 def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) -> Path:
     """`chosen`: the scratch configuration the sweep chose (provisional while the sweep runs)."""
     out = Path(cfg.out_dir)
-    results = load_results(cfg, jobs)
+    results, repeats = load_results(cfg, jobs)
     teacher = json.loads((out / "teacher" / "result.json").read_text())
     stage2 = {}
     for job in jobs:
@@ -214,7 +227,14 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) 
            "data, depth and seed) needed for the same dev WER.", ""]
     md += epoch_points(results, hours, chosen)
     md += ["", "## Size and speed", ""] + speed_table(cfg, teacher, results)
+    lines, gap = repeat_table(results, repeats)
+    if repeats:
+        md += ["", "## The same command twice", "", "The `repeat:` runs: identical settings (seed, steps, data), trained "
+               "again in their own folders.", "", *lines]  # fmt: skip
     md += ["", "## Targets", ""] + targets(cfg, costs, results, hours, chosen)
+    if gap is not None:
+        md.append(f"| same command twice: test WERs within 1 point | largest gap {100 * gap:.1f} points | "
+                  f"{'yes' if gap <= 0.01 else 'no'} |")
     plots = write_plots(cfg, costs, results, teacher, hours, Path(cfg.report).parent / "plots")
     md += ["", "## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
     if cfg.get("notes") and Path(cfg.notes).exists():  # hand-written reading of these numbers, kept apart
