@@ -75,7 +75,7 @@ def _export(args) -> dict:
     from nemo_encrl.export import compare_onnx, export_onnx
     from nemo_encrl.teacher import load_ctc_model
 
-    model = load_ctc_model(path=args.model)
+    model = load_ctc_model(path=args.model, what="model")
     out = export_onnx(model, args.out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     if args.check:
@@ -119,7 +119,7 @@ def _evaluate(args) -> dict:
     from nemo_encrl.teacher import load_ctc_model
 
     vocabulary = manifest_vocabulary(args.train_manifest) if args.train_manifest else None
-    model = load_ctc_model(path=args.model)
+    model = load_ctc_model(path=args.model, what="model")
     report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, vocabulary=vocabulary)
     print(format_report(report, Path(args.model).name))
     if args.json:
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
         # known bad input: one clear line, not a traceback (set NEMO_ENCRL_DEBUG=1 for the traceback)
         import os
 

@@ -41,14 +41,20 @@ def load_stage1(path: str | Path):
         return EncRLModel.load_from_checkpoint(str(path), map_location="cpu")
     if not tarfile.is_tarfile(path):
         raise StudentError(f"stage-1 file {path} is neither a .nemo archive nor a .ckpt checkpoint")
-    with tarfile.open(path) as tar:
-        config = next((m for m in tar.getmembers() if m.name.endswith("model_config.yaml")), None)
-        if config is None:
-            raise StudentError(f"{path} has no model_config.yaml: not a .nemo file")
-        target = OmegaConf.create(tar.extractfile(config).read().decode()).get("target", "")
+    try:
+        with tarfile.open(path) as tar:
+            config = next((m for m in tar.getmembers() if m.name.endswith("model_config.yaml")), None)
+            if config is None:
+                raise StudentError(f"{path} has no model_config.yaml: not a .nemo file")
+            target = OmegaConf.create(tar.extractfile(config).read().decode()).get("target", "")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise StudentError(f"stage-1 file {path} is damaged or truncated ({type(e).__name__}: {e})") from e
     if not str(target).endswith("EncRLModel"):
         raise StudentError(f"{path} is not an EncRL stage-1 model: it holds a {target or 'model without target'}")
-    return EncRLModel.restore_from(str(path), map_location="cpu")
+    try:
+        return EncRLModel.restore_from(str(path), map_location="cpu")
+    except Exception as e:  # NeMo raises many kinds (a truncated archive among them); keep the cause, name the file
+        raise StudentError(f"could not restore stage-1 file {path} ({type(e).__name__}: {e}): damaged or truncated?") from e
 
 
 def _tokenizer_of(model, directory: str | Path | None) -> Path:

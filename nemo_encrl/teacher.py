@@ -10,8 +10,10 @@ class TeacherError(ValueError):
     pass
 
 
-def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None = None, map_location: str = "cpu"):
-    """Exactly one of `path` (a .nemo file) or `pretrained_name` (NGC/HF name, needs network)."""
+def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None = None, map_location: str = "cpu",
+                   what: str = "teacher"):  # fmt: skip
+    """Exactly one of `path` (a .nemo file) or `pretrained_name` (NGC/HF name, needs network). `what` names
+    the model in errors ("teacher", "model", ...)."""
     from nemo.collections.asr.models import ASRModel, EncDecCTCModel
 
     if (path is None) == (pretrained_name is None):
@@ -19,13 +21,13 @@ def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None =
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise TeacherError(f"teacher file {path} does not exist")
+            raise TeacherError(f"{what} file {path} does not exist")
         if not tarfile.is_tarfile(path):
-            raise TeacherError(f"teacher file {path} is not a .nemo archive")
+            raise TeacherError(f"{what} file {path} is not a .nemo archive")
         try:
             model = ASRModel.restore_from(str(path), map_location=map_location)
         except Exception as e:  # NeMo raises many kinds; keep the cause, name the file
-            raise TeacherError(f"could not restore teacher {path}: {type(e).__name__}: {e}") from e
+            raise TeacherError(f"could not restore {what} {path}: {type(e).__name__}: {e}") from e
         source = str(path)
     else:
         try:
@@ -38,6 +40,6 @@ def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None =
         source = pretrained_name
     if not isinstance(model, EncDecCTCModel):
         raise TeacherError(
-            f"teacher {source} is a {type(model).__name__}, not a CTC model (EncDecCTCModel / EncDecCTCModelBPE)"
+            f"{what} {source} is a {type(model).__name__}, not a CTC model (EncDecCTCModel / EncDecCTCModelBPE)"
         )
     return model

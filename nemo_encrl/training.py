@@ -7,6 +7,7 @@ exp_manager's last checkpoint when started again with the same config.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -82,11 +83,26 @@ def bound_steps(cfg: DictConfig) -> None:
     log.info("lhotse + %s: run bounded by max_epochs/max_time, trainer.max_steps set to %d", sched, UNBOUNDED_STEPS)
 
 
+def check_output(path: str | Path) -> Path:
+    """The .nemo a run will write: its folder must be creatable now, not after hours of training."""
+    out = Path(path)
+    if out.is_dir():
+        raise IsADirectoryError(f"output_nemo={out} is a folder: give the path of the .nemo file to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"output_nemo={out}: cannot create its folder ({e.strerror or e})") from e
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"output_nemo={out}: its folder {out.parent} is not writable")
+    return out
+
+
 def run_training(cfg: DictConfig, build_model) -> Path:
     """Lightning trainer + exp_manager (resume) + `build_model(cfg.model, trainer)` + fit -> .nemo."""
     import lightning.pytorch as pl
     from nemo.utils.exp_manager import exp_manager
 
+    check_output(cfg.output_nemo)
     bound_steps(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
@@ -120,6 +136,7 @@ def fit_ctc_bpe(cfg: DictConfig) -> Path:
     """Tokenizer -> EncDecCTCModelBPE -> trainer.fit (resumable) -> .nemo at cfg.output_nemo."""
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
+    check_output(cfg.output_nemo)
     check_data(cfg)
     prepare_tokenizer(cfg)
     return run_training(cfg, lambda model_cfg, trainer: EncDecCTCModelBPE(cfg=model_cfg, trainer=trainer))
@@ -129,5 +146,6 @@ def fit_encrl(cfg: DictConfig) -> Path:
     """EncRL stage 1: student aligned with the frozen teacher (resumable) -> stage-1 .nemo."""
     from nemo_encrl.models import EncRLModel
 
+    check_output(cfg.output_nemo)
     check_data(cfg)
     return run_training(cfg, lambda model_cfg, trainer: EncRLModel(cfg=model_cfg, trainer=trainer))

@@ -37,7 +37,7 @@ def test_corpus_command(tmp_path, capsys):
 
 def test_bad_inputs_get_one_clear_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.nemo"), str(tmp_path / "m.json")]) == 2
-    assert f"teacher file {tmp_path / 'nope.nemo'} does not exist" in capsys.readouterr().err
+    assert f"model file {tmp_path / 'nope.nemo'} does not exist" in capsys.readouterr().err
     assert main(["corpus", "--profile", "huge"]) == 2
     assert "corpus profile 'huge' not found" in capsys.readouterr().err
     assert main(["teacher", "model.optim.lrr=1"]) == 2

@@ -104,6 +104,12 @@ def test_bad_stage2_inputs(tiny_ctc_nemo, tiny_encrl_nemo, tmp_path):
         student_from_stage1(tiny_encrl_nemo, n_layers=5)
     with pytest.raises(StudentError, match="decoder_init='random'"):
         student_from_stage1(tiny_encrl_nemo, n_layers=1, decoder_init="random")
+    for keep in (0.5, 0.97):  # a copy cut short (a full disk, a killed upload): one line naming the file
+        cut = tmp_path / f"truncated_{keep}.nemo"
+        data = tiny_encrl_nemo.read_bytes()
+        cut.write_bytes(data[: int(len(data) * keep)])
+        with pytest.raises(StudentError, match=rf"stage-1 file .*truncated_{keep}.nemo|{cut.name} .*truncated"):
+            load_stage1(cut)
 
 
 def test_missing_tokenizer_is_named(tiny_encrl_nemo, monkeypatch):

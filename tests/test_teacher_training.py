@@ -84,6 +84,21 @@ def test_stock_nemo_restores_without_plugin(tiny_ctc_nemo: Path, tiny_corpus: Pa
     assert "HYP str" in out.stdout
 
 
+def test_unwritable_output_fails_before_training(tmp_path: Path, tiny_corpus: Path, capsys):
+    from conftest import tiny_ctc_overrides
+
+    from nemo_encrl.cli import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = main(["teacher", *tiny_ctc_overrides(tiny_corpus, tmp_path), f"output_nemo={blocker}/teacher.nemo"])
+    assert code == 2 and f"output_nemo={blocker}/teacher.nemo: cannot create its folder" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "tokenizer").exists()  # nothing was started
+    (tmp_path / "folder.nemo").mkdir()
+    assert main(["teacher", *tiny_ctc_overrides(tiny_corpus, tmp_path), f"output_nemo={tmp_path}/folder.nemo"]) == 2
+    assert "is a folder: give the path of the .nemo file" in capsys.readouterr().err
+
+
 def test_bad_teacher_inputs(tmp_path: Path, tiny_corpus: Path):
     with pytest.raises(TeacherError, match="does not exist"):
         load_ctc_model(path=tmp_path / "missing.nemo")
