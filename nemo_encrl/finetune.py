@@ -52,9 +52,13 @@ def distillation(cfg: DictConfig):
         return None
     from nemo_encrl.models.ctc_teacher_kl import CTCTeacherKLModel
 
-    teacher = dist.get("teacher") or cfg.init.get("teacher")
-    if not teacher:
-        raise StudentError("distillation.weight > 0 needs distillation.teacher (or init.teacher): the teacher .nemo")
+    teacher = dist.get("teacher") or (cfg.init.get("teacher") if cfg.init.get("from") != "stage1" else None)
+    if not teacher:  # a stage-1 student learns from its own stage 1's teacher: say which one
+        raise StudentError("distillation.weight > 0 needs distillation.teacher: the teacher .nemo (for init.from=stage1, "
+                           "the teacher its stage 1 was aligned with)")
+    if cfg.init.get("prune_to_parameters"):
+        raise StudentError("distillation with init.prune_to_parameters is not supported: the parameter count would "
+                           "include the frozen teacher")
     with open_dict(cfg):
         cfg.model.teacher = OmegaConf.create({"path": str(teacher), "cache": dist.get("cache"), "dtype": "float32"})
         cfg.model.distillation = OmegaConf.create({"weight": float(dist.weight), "temperature": float(dist.temperature)})
@@ -69,6 +73,9 @@ def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
     with open_dict(run):
         run.exp_manager.name = f"{cfg.name}_{tag}"
         run.output_nemo = str(Path(cfg.output_dir) / f"student_{tag}.nemo")
+        if cfg.get("learning_curve") and len(cfg.init.depths) > 1:  # one curve per depth, not one overwritten
+            curve = Path(cfg.learning_curve)
+            run.learning_curve = str(curve.with_name(f"{curve.stem}_L{depth}{curve.suffix}"))
     return run
 
 

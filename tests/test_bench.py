@@ -184,3 +184,13 @@ def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
     for name in ("scratch-reg_lr1_small_L2_s1", "stage1_mse_small_s1", "mse_small_L2_s1"):
         assert (out / name / "result.json").exists() and "Trainer.fit" in (out / name / "log.txt").read_text()
     assert "| small | L2 | mse |" in report.read_text()
+
+
+def test_student_settings_follow_their_stage1():
+    """A stage 1 retrained under other settings makes its students stale too, not only itself."""
+    from nemo_encrl.bench.settings import job_settings
+
+    job = Job("encrl", "small", 1, recipe="mse", depth=3)
+    before = job_settings(load_config("bench", "cpu"), job, 100, "reg_lr1")
+    after = job_settings(load_config("bench", "cpu", ["recipes.mse.clip=0.2"]), job, 100, "reg_lr1")
+    assert before["stage1_settings"]["losses"] == {"clip": 0.0} and after["stage1_settings"]["losses"] == {"clip": 0.2}

@@ -24,7 +24,8 @@ def _cfg(tiny_corpus, tmp_path, stage1, teacher, *extra):
     from conftest import tiny_finetune_overrides
 
     return load_config("finetune", "ctc_finetune", [*tiny_finetune_overrides(tiny_corpus, tmp_path, "stage1", stage1, teacher),
-                                                    "init.depths=[2]", "distillation.weight=0.5", *extra])  # fmt: skip
+                                                    "init.depths=[2]", "distillation.weight=0.5",
+                                                    f"distillation.teacher={teacher}", *extra])  # fmt: skip
 
 
 def _student(cfg):
@@ -69,3 +70,11 @@ def test_teacher_with_other_vocabulary_is_refused(tiny_encrl_nemo, tiny_corpus, 
 
     with pytest.raises(StudentKLError, match=r"demo_teacher.nemo has 257 output classes, the student 41"):
         _student(_cfg(tiny_corpus, tmp_path, tiny_encrl_nemo, REPO_ROOT / "models" / "demo_teacher.nemo"))
+
+
+def test_stage1_student_needs_its_teacher_named(tiny_encrl_nemo, tiny_ctc_nemo, tiny_corpus, tmp_path):
+    from nemo_encrl.student import StudentError
+
+    cfg = _cfg(tiny_corpus, tmp_path, tiny_encrl_nemo, tiny_ctc_nemo, "distillation.teacher=null")
+    with pytest.raises(StudentError, match="needs distillation.teacher: the teacher .nemo"):
+        _student(cfg)

@@ -22,7 +22,7 @@ class JobFailed(RuntimeError):
 
 
 def run_wave(cfg: DictConfig, names: list[str], label: str) -> None:
-    """Run `names` (finished ones return at once) `cfg.workers` at a time; stop on the first failure."""
+    """Run `names` (finished ones return at once) `cfg.workers` at a time; after the wave, stop if any failed."""
     out = Path(cfg.out_dir)
     profile = out / "profile.yaml"
     OmegaConf.save(cfg, profile)

@@ -45,6 +45,9 @@ def check_profile(cfg: DictConfig) -> None:
     bad_depths = [d for d in cfg.depths if not 1 <= int(d) <= n_layers]
     if bad_depths:
         raise BenchConfigError(f"depths {list(bad_depths)}: the stage-1 student (student.n_layers) has {n_layers} layers")
+    if n_layers not in [int(d) for d in cfg.depths]:
+        raise BenchConfigError(f"depths {list(cfg.depths)} must include student.n_layers={n_layers}: the unit of compute "
+                               "is a CTC step of the full-depth student")  # fmt: skip
     if not cfg.scratch.configs:
         raise BenchConfigError("scratch.configs is empty: the sweep needs at least one scratch configuration")
     sweep = cfg.scratch.sweep_at
@@ -103,7 +106,8 @@ def plan_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
 
 def stage1_of(cfg: DictConfig, job: Job) -> Job:
     """The stage-1 run a student starts from. Recipes that differ only in stage 2 (stage2_kl) share it:
-    it is named after the first recipe with the same stage-1 losses."""
+    it is named after the first recipe in `recipes:` with the same stage-1 losses (so add new recipes
+    after the ones whose stage 1 they share)."""
     losses = stage1_losses(cfg, job.recipe)
     recipe = next(name for name in cfg.recipes if stage1_losses(cfg, name) == losses)
     return Job("stage1", job.data, job.seed, recipe=recipe, repeat=job.repeat)

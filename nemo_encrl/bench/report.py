@@ -135,6 +135,8 @@ def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
         if not scratch or not r["curve"]:
             continue
         mine = list(zip(acc.epochs(r, hours[r["data"]]), [p["val_wer"] for p in r["curve"] if "val_wer" in p]))
+        if not mine:
+            continue
         theirs = list(zip(acc.epochs(scratch, hours[r["data"]]), [p["val_wer"] for p in scratch["curve"] if "val_wer" in p]))
         cells = []
         for e, w in [mine[0], mine[len(mine) // 2], mine[-1]] if mine else []:
@@ -187,16 +189,15 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
     return lines
 
 
-def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) -> Path:
-    """`chosen`: the scratch configuration the sweep chose (provisional while the sweep runs)."""
+def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, provisional: bool = False) -> Path:
+    """`chosen`: the scratch configuration the sweep chose; `provisional`: the sweep has not finished."""
     out = Path(cfg.out_dir)
     results, repeats = load_results(cfg, jobs)
     teacher = json.loads((out / "teacher" / "result.json").read_text())
-    stage2 = {}
+    stage2 = {}  # stage-2 steps per (recipe, data, depth), from the recorded settings
     for job in jobs:
-        if job.kind == "encrl":
-            stage2[(job.data, job.depth)] = json.loads((out / job.name / "settings.json").read_text())["steps"] \
-                if (out / job.name / "settings.json").exists() else None
+        if job.kind == "encrl" and not job.repeat and (out / job.name / "settings.json").exists():
+            stage2[(job.recipe, job.data, job.depth)] = json.loads((out / job.name / "settings.json").read_text())["steps"]
     data_lines = [f"`{k}`: corpus `{d.corpus}` train split, {hours[k]:.1f} h"
                   + (", stage 1 reads a teacher cache (its build charged to each family)" if d.get("teacher_cache")
                      else ", stage 1 runs the teacher") for k, d in cfg.data.items()]  # fmt: skip
@@ -207,7 +208,9 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) 
           f"- Students: {dict(cfg.student)} cut to depths {list(cfg.depths)}; one stage 1 per family.",
           f"- Budget: {cfg.steps} CTC steps of {cfg.batch_duration} s of audio per student. A family's stage 1 "
           f"({cfg.stage1_steps} steps) is charged to its students in proportion to their step costs; their stage 2 "
-          "gets the rest: " + ", ".join(f"`{d}` L{k}: {v} steps" for (d, k), v in stage2.items() if v) + ".",
+          "gets the rest: " + (", ".join(f"{r} `{d}` L{k}: {v}" for (r, d, k), v in stage2.items()) or "none started yet")
+          + ". A family trained at fewer depths (the CLIP-weight sweep) is charged as if it had them all, its stage 1 "
+          "serving those depths, so recipes compare at equal stage-2 steps; 'stage 1 whole' below charges it all.",
           f"- Compute unit: one CTC step of the full-depth student ({costs.unit_ms} ms here). Step costs ({costs.source}): "
           + ", ".join(f"CTC L{d} {c:.2f}" for d, c in costs.ctc.items())
           + f", stage 1 online {costs.stage1_online:.2f}, stage 1 cached {costs.stage1_cached:.2f}, teacher pass over one "
@@ -216,6 +219,8 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str) 
           + ".", f"- Dev WER every {cfg.validate_every} steps. Wall-clock is reported, not budgeted.", ""]  # fmt: skip
     md += ["## Summary: test WER at equal compute", ""] + summary_table(cfg, costs, results, hours, chosen)
     md += ["", "## Scratch baseline: learning rate and regularisation, chosen on dev", ""]
+    if provisional:
+        md += [f"**The sweep has not finished: `{chosen}` is only the provisional choice.**", ""]
     md += sweep_table(cfg, results, chosen)
     md += ["", "## Compute to reach scratch's best dev WER", "",
            "Stage 1 shared: the student carries its share of the family's stage 1 (how the budgets are set). Stage 1 "

@@ -55,11 +55,12 @@ def cache_folder(cfg: DictConfig, data: str) -> Path:
     return Path(cfg.out_dir) / f"teacher_cache_{data}"
 
 
-def _stage1_config(cfg: DictConfig, job: Job, steps: int, folder: Path) -> DictConfig:
+def _stage1_config(cfg: DictConfig, job: Job, steps: int, folder: Path, recipe_losses: bool = True) -> DictConfig:
     cache = [f"model.teacher.cache={cache_folder(cfg, job.data)}"] if cfg.data[job.data].get("teacher_cache") else []
+    losses = stage1_losses(cfg, job.recipe) if recipe_losses else {}
     return load_config("encrl", "encrl_clip_mse", [
         f"model.teacher.path={cfg.teacher}", *_common(cfg, job, steps, folder), *_encoder(cfg), *cache,
-        *[f"model.loss.{k}.weight={v}" for k, v in stage1_losses(cfg, job.recipe).items()],
+        *[f"model.loss.{k}.weight={v}" for k, v in losses.items()],
         f"output_nemo={folder}/stage1.nemo", *cfg.get("stage1_overrides", []),
     ])  # fmt: skip
 
@@ -72,7 +73,8 @@ def train_job(cfg: DictConfig, job: Job, steps: int, folder: Path, chosen: str) 
     if job.kind == "stage1":
         return str(fit_encrl(_stage1_config(cfg, job, steps, folder)))
     if job.kind == "encrl":
-        init = ["init.from=stage1", f"init.stage1={Path(cfg.out_dir) / stage1_of(cfg, job).name / 'stage1.nemo'}"]
+        init = ["init.from=stage1", f"init.stage1={Path(cfg.out_dir) / stage1_of(cfg, job).name / 'stage1.nemo'}",
+                *_encoder(cfg)]  # the architecture comes from stage 1; the Noam schedule reads model.encoder.d_model
         extra = [*_scratch_config(cfg, chosen), *cfg.get("stage2_overrides", [])]  # the winner's lr and regularisation
         if kl := stage2_kl(cfg, job.recipe):
             extra += [f"distillation.weight={kl}", f"distillation.teacher={cfg.teacher}",
@@ -115,12 +117,13 @@ def prepare(cfg: DictConfig) -> tuple[Costs, dict[str, float]]:
 
     for corpus in dict.fromkeys([*(d.corpus for d in cfg.data.values()), cfg.eval_corpus]):
         build_corpus(load_profile(corpus, CONF_DIR), corpus_dir(corpus))
-    used = dict.fromkeys(fam.data for fam in cfg.families)
+    used = dict.fromkeys(fam.data for fam in [*cfg.families, *(cfg.get("repeat") or [])])
     for data in used:
         if cfg.data[data].get("teacher_cache"):
             print(f"[bench] teacher cache of '{data}' ({cfg.data[data].corpus}/train) -> {cache_folder(cfg, data)}", flush=True)
             probe = Job("stage1", data, 1, recipe=next(iter(cfg.recipes)))
-            build_teacher_cache(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe"))
+            # the config's own loss weights (all on), not a recipe's: the cache holds what every recipe reads
+            build_teacher_cache(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe", recipe_losses=False))
     hours = {data: train_hours(cfg, data) for data in cfg.data}
 
     def measure_costs() -> Costs:
@@ -195,7 +198,8 @@ def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
     if retime_first:
         retime(cfg, [out / "teacher", *(out / j.name for j in jobs if j.kind != "stage1")],
                corpus_dir(cfg.eval_corpus) / "test_manifest.json")  # fmt: skip
-    return write_report(cfg, jobs, costs, {data: train_hours(cfg, data) for data in cfg.data}, chosen)
+    return write_report(cfg, jobs, costs, {data: train_hours(cfg, data) for data in cfg.data}, chosen,
+                        provisional=not sweep_done)
 
 
 def run_bench(cfg: DictConfig) -> Path:

@@ -42,8 +42,10 @@ def job_settings(cfg: DictConfig, job, steps: int, scratch_config: str | None = 
         if job.kind == "scratch":
             s.update(student=_plain(cfg.student), scratch_overrides=list(cfg.get("scratch_overrides", [])))
         else:
+            stage1 = stage1_of(cfg, job)  # a retrained stage 1 makes its students stale too
             s.update(stage2_overrides=list(cfg.get("stage2_overrides", [])), stage2_kl=stage2_kl(cfg, job.recipe),
-                     stage1=stage1_of(cfg, job).name)
+                     stage1=stage1.name, stage1_settings=job_settings(cfg, stage1, int(cfg.stage1_steps)),
+                     student=_plain(cfg.student))
     return s
 
 
@@ -55,6 +57,8 @@ def stored_settings(folder: Path) -> dict:
 def check_settings(folder: Path, settings: dict) -> None:
     """A run folder (finished or not) is used only under the settings it was made with."""
     stored = stored_settings(folder)
+    if not stored and (folder / "result.json").exists():
+        raise StaleRunError(f"{folder} has a result but no settings.json: delete that folder to run it again")
     changed = sorted(k for k in set(stored) | set(settings) if stored.get(k) != settings.get(k))
     if stored and changed:
         raise StaleRunError(
