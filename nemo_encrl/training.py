@@ -136,7 +136,7 @@ def fit_ctc_bpe(cfg: DictConfig) -> Path:
     """Tokenizer -> EncDecCTCModelBPE -> trainer.fit (resumable) -> .nemo at cfg.output_nemo."""
     from nemo.collections.asr.models import EncDecCTCModelBPE
 
-    check_output(cfg.output_nemo)
+    check_output(cfg.output_nemo)  # before the tokenizer is trained, not only before the fit
     check_data(cfg)
     prepare_tokenizer(cfg)
     return run_training(cfg, lambda model_cfg, trainer: EncDecCTCModelBPE(cfg=model_cfg, trainer=trainer))
@@ -146,6 +146,5 @@ def fit_encrl(cfg: DictConfig) -> Path:
     """EncRL stage 1: student aligned with the frozen teacher (resumable) -> stage-1 .nemo."""
     from nemo_encrl.models import EncRLModel
 
-    check_output(cfg.output_nemo)
     check_data(cfg)
     return run_training(cfg, lambda model_cfg, trainer: EncRLModel(cfg=model_cfg, trainer=trainer))

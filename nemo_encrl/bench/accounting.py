@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nemo_encrl.bench.budget import Costs, stage1_units, student_step_cost
+from nemo_encrl.bench.budget import Costs, stage1_share, stage1_units, student_step_cost
 
 
 def stage1_charge(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: bool) -> float:
     """Units of stage 1 charged to the student `r` (0 for scratch)."""
     if r["kind"] != "encrl":
         return 0.0
-    units = stage1_units(cfg, costs, r["data"], hours)
     if whole:
-        return units
-    budgets = {int(d): costs.ctc[int(d)] for d in cfg.depths}
-    return units * budgets[r["depth"]] / sum(budgets.values())
+        return stage1_units(cfg, costs, r["data"], hours)
+    return stage1_share(cfg, costs, r["data"], r["depth"], hours)
 
 
 def compute_curve(cfg: DictConfig, costs: Costs, r: dict, hours: float, whole: bool = False) -> list[tuple[float, float]]:

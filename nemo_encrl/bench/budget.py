@@ -58,11 +58,22 @@ def load_or_measure(cfg: DictConfig, measure) -> Costs:
     return costs
 
 
+def stage1_step_cost(cfg: DictConfig, costs: Costs, data: str) -> float:
+    """One stage-1 step: reading the teacher cache, or running the teacher."""
+    return costs.stage1_cached if cfg.data[data].get("teacher_cache") else costs.stage1_online
+
+
 def stage1_units(cfg: DictConfig, costs: Costs, data: str, train_hours: float) -> float:
     """A family's stage 1: its steps, plus the teacher cache's build when stage 1 reads one."""
-    if cfg.data[data].get("teacher_cache"):
-        return int(cfg.stage1_steps) * costs.stage1_cached + train_hours * costs.teacher_per_audio_hour
-    return int(cfg.stage1_steps) * costs.stage1_online
+    build = train_hours * costs.teacher_per_audio_hour if cfg.data[data].get("teacher_cache") else 0.0
+    return int(cfg.stage1_steps) * stage1_step_cost(cfg, costs, data) + build
+
+
+def stage1_share(cfg: DictConfig, costs: Costs, data: str, depth: int, train_hours: float) -> float:
+    """The units of a family's stage 1 charged to its student of `depth`: split over `depths` in proportion
+    to the students' budgets (equal step counts, so in proportion to their CTC step costs)."""
+    weights = {int(d): costs.ctc[int(d)] for d in cfg.depths}
+    return stage1_units(cfg, costs, data, train_hours) * weights[depth] / sum(weights.values())
 
 
 def student_step_cost(cfg: DictConfig, costs: Costs, recipe: str | None, depth: int) -> float:
@@ -77,9 +88,8 @@ def student_step_cost(cfg: DictConfig, costs: Costs, recipe: str | None, depth: 
 
 def stage2_steps(cfg: DictConfig, costs: Costs, data: str, depth: int, train_hours: float, recipe: str | None = None) -> int:
     """A student's stage-2 steps: its CTC budget less its share of the family's stage 1, at its step cost."""
-    budgets = {int(d): int(cfg.steps) * costs.ctc[int(d)] for d in cfg.depths}
-    share = stage1_units(cfg, costs, data, train_hours) * budgets[depth] / sum(budgets.values())
-    steps = round((budgets[depth] - share) / student_step_cost(cfg, costs, recipe, depth))
+    share = stage1_share(cfg, costs, data, depth, train_hours)
+    steps = round((int(cfg.steps) * costs.ctc[depth] - share) / student_step_cost(cfg, costs, recipe, depth))
     if steps < 1:
         raise BenchConfigError(f"stage 1 ({share:.0f} units charged to depth {depth}) costs more than steps={cfg.steps}: "
                                "raise steps or lower stage1_steps")  # fmt: skip

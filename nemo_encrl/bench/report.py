@@ -102,17 +102,26 @@ def sweep_table(cfg, results: dict, chosen: str) -> list[str]:
     return lines
 
 
+def _reach(cfg, costs: Costs, r: dict, results: dict, hours: dict, chosen: str) -> dict | None:
+    """The student against its scratch partner's best dev WER: the target, scratch's total compute, and the
+    student's compute when it first got there (stage 1 shared / whole; None: never). None without a partner."""
+    scratch = _partner(r, results, chosen)
+    points = [p["val_wer"] for p in (scratch or {}).get("curve", []) if "val_wer" in p]
+    if not scratch or not points:
+        return None
+    target, h = min(points), hours[r["data"]]
+    return {"target": target, "full": acc.total_units(cfg, costs, scratch, h),
+            "shared": acc.units_to_reach(acc.compute_curve(cfg, costs, r, h), target),
+            "whole": acc.units_to_reach(acc.compute_curve(cfg, costs, r, h, whole=True), target)}  # fmt: skip
+
+
 def reach_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
     lines = ["| student | scratch's best dev WER | scratch compute | EncRL compute to reach it: stage 1 shared | "
              "stage 1 whole | fraction (shared / whole) |", "|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
-        scratch = _partner(r, results, chosen)
-        points = [p["val_wer"] for p in (scratch or {}).get("curve", []) if "val_wer" in p]
-        if not scratch or not points:
+        if not (v := _reach(cfg, costs, r, results, hours, chosen)):
             continue
-        target, full = min(points), acc.total_units(cfg, costs, scratch, hours[r["data"]])
-        shared = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]]), target)
-        whole = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]], whole=True), target)
+        target, full, shared, whole = v["target"], v["full"], v["shared"], v["whole"]
         frac = " / ".join(f"{u / full:.2f}" if u else "not reached" for u in (shared, whole))
         lines.append(f"| {name} | {pct(target)} | {full:.0f} | {f'{shared:.0f}' if shared else 'not reached'} | "
                      f"{f'{whole:.0f}' if whole else 'not reached'} | {frac} |")  # fmt: skip
@@ -175,15 +184,9 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
             lines.append(f"| {main.recipe} L{depth} on `{data}`: test WER {what} | {100 * rel:+.1f}% "
                          f"({pct(e)} vs {pct(s)}) | {'yes' if rel >= need and rel > 0 else 'no'} |")  # fmt: skip
     for name, r in results.items():
-        scratch = _partner(r, results, chosen)
-        if r["method"] != main.recipe or r["data"] != main.data or not scratch:
+        if r["method"] != main.recipe or r["data"] != main.data or not (v := _reach(cfg, costs, r, results, hours, chosen)):
             continue
-        points = [p["val_wer"] for p in scratch["curve"] if "val_wer" in p]
-        if not points:
-            continue
-        full = acc.total_units(cfg, costs, scratch, hours[r["data"]])
-        shared = acc.units_to_reach(acc.compute_curve(cfg, costs, r, hours[r["data"]]), min(points))
-        frac = shared / full if shared else None
+        frac = v["shared"] / v["full"] if v["shared"] else None
         lines.append(f"| {name}: reaches scratch's best dev WER within <= 1/5 of scratch's compute | "
                      f"{f'{frac:.2f}' if frac else 'not reached'} | {'yes' if frac and frac <= 0.2 else 'no'} |")  # fmt: skip
     return lines

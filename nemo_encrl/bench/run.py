@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, student_step_cost
+from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, stage1_step_cost, student_step_cost
 from nemo_encrl.bench.measure import measure
 from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_losses, stage1_of, stage2_kl, sweep_jobs
 from nemo_encrl.bench.settings import check_settings, file_digest, job_settings, record_settings, stored_settings
@@ -251,5 +251,5 @@ def run_bench(cfg: DictConfig) -> Path:
 def _units(cfg: DictConfig, costs: Costs, job: Job, steps: int) -> float:
     """A job's training compute in full-depth CTC steps (teacher cache builds aside), for the ETA."""
     if job.kind == "stage1":
-        return steps * (costs.stage1_cached if cfg.data[job.data].get("teacher_cache") else costs.stage1_online)
+        return steps * stage1_step_cost(cfg, costs, job.data)
     return steps * student_step_cost(cfg, costs, job.recipe, job.depth)

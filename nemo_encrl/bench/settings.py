@@ -3,6 +3,7 @@ the settings it was made with; anything else stops the bench before training."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -18,6 +19,13 @@ class StaleRunError(RuntimeError):
 
 
 def file_digest(path: str | Path) -> str:
+    """Short SHA-1 of a file's bytes; read once per file version (settings digest the teacher for every job)."""
+    stat = Path(path).stat()
+    return _digest(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
 
 
