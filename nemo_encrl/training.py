@@ -148,3 +148,29 @@ def fit_encrl(cfg: DictConfig) -> Path:
 
     check_data(cfg)
     return run_training(cfg, lambda model_cfg, trainer: EncRLModel(cfg=model_cfg, trainer=trainer))
+
+
+def copy_tokenizer(cfg: DictConfig) -> None:
+    """`tokenizer_from: <.nemo>`: that model's tokenizer into model.tokenizer.dir unless one is there."""
+    from nemo_encrl.teacher import load_ctc_model
+    from nemo_encrl.tokenizer import export_tokenizer
+
+    tok_dir = Path(cfg.model.tokenizer.dir)
+    if (tok_dir / "tokenizer.model").exists():
+        return
+    if not cfg.get("tokenizer_from"):
+        raise FileNotFoundError(f"model.tokenizer.dir={tok_dir} has no tokenizer.model and tokenizer_from is not set")
+    export_tokenizer(load_ctc_model(path=cfg.tokenizer_from, what="tokenizer_from model"), tok_dir)
+    log.info("tokenizer of %s copied to %s", cfg.tokenizer_from, tok_dir)
+
+
+def fit_two_pass(cfg: DictConfig) -> Path:
+    """Two-pass model (RNN-T + attention rescorer; encoder optionally from a CTC model) -> .nemo."""
+    from nemo_encrl.models.two_pass import TwoPassModel, check_two_pass_config
+
+    check_output(cfg.output_nemo)
+    check_two_pass_config(cfg.model)
+    check_data(cfg)
+    copy_tokenizer(cfg)
+    return run_training(cfg, lambda model_cfg, trainer: TwoPassModel(cfg=model_cfg, trainer=trainer))
+

@@ -124,3 +124,42 @@ def tiny_students(tiny_encrl_nemo, tiny_corpus, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("tiny_stage2")
     cfg = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, work, "stage1", tiny_encrl_nemo, None))
     return finetune_students(cfg)
+
+
+# the two-pass demo teacher recipe shrunk to seconds: encoder and tokenizer from the tiny CTC model
+TINY_TWO_PASS_OVERRIDES = [
+    "model.encoder.d_model=32",
+    "model.encoder.n_layers=2",
+    "model.encoder.n_heads=2",
+    "model.encoder.conv_kernel_size=7",
+    "model.encoder.att_context_size=[16,3]",
+    "model.model_defaults.pred_hidden=32",
+    "model.model_defaults.joint_hidden=32",
+    "model.aux_attn.decoder.hidden_size=24",  # narrower than the encoder: the adapter is used
+    "model.aux_attn.decoder.inner_size=48",
+    "model.aux_attn.decoder.num_attention_heads=2",
+    "model.aux_attn.decoder.num_layers=1",
+    "model.aux_attn.first_pass_decoding.beam.beam_size=4",
+    *TINY_TRAINING,
+    "trainer.val_check_interval=3",
+]
+
+
+def tiny_two_pass_overrides(ctc: Path, corpus: Path, work: Path) -> list[str]:
+    return [
+        f"tokenizer_from={ctc}",
+        f"init_from_nemo_model.ctc_teacher.path={ctc}",
+        f"model.tokenizer.dir={work}/tokenizer",
+        f"output_nemo={work}/two_pass.nemo",
+        *tiny_run(corpus, work),
+        *TINY_TWO_PASS_OVERRIDES,
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_two_pass_nemo(tiny_ctc_nemo, tiny_corpus, tmp_path_factory) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_two_pass
+
+    work = tmp_path_factory.mktemp("tiny_two_pass")
+    return fit_two_pass(load_config("two_pass", "conformer_rnnt_attention_demo", tiny_two_pass_overrides(tiny_ctc_nemo, tiny_corpus, work)))
