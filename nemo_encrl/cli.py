@@ -115,16 +115,77 @@ def _bench(args) -> Path:
 
 
 def _evaluate(args) -> dict:
-    from nemo_encrl.evaluate import evaluate_manifest, format_report, manifest_vocabulary, write_report
-    from nemo_encrl.teacher import load_ctc_model
+    from nemo.collections.asr.models import EncDecCTCModel
 
+    from nemo_encrl.evaluate import evaluate_manifest, format_report, manifest_vocabulary, write_report
+    from nemo_encrl.models.two_pass import TwoPassModel
+    from nemo_encrl.teacher import TeacherError, load_asr_model
+
+    model = load_asr_model(path=args.model, what="model")
+    if isinstance(model, TwoPassModel):
+        return _evaluate_two_pass(model, args)
+    if not isinstance(model, EncDecCTCModel):
+        raise TeacherError(f"model {args.model} is a {type(model).__name__}: evaluate scores CTC and two-pass models")
     vocabulary = manifest_vocabulary(args.train_manifest) if args.train_manifest else None
-    model = load_ctc_model(path=args.model, what="model")
     report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, vocabulary=vocabulary)
     print(format_report(report, Path(args.model).name))
     if args.json:
         write_report(report, args.json)
     return report
+
+
+def _evaluate_two_pass(model, args) -> dict:
+    from nemo_encrl.evaluate import write_report
+    from nemo_encrl.two_pass_eval import decode_manifest, format_two_pass_report, two_pass_report
+
+    rescoring = model.cfg.aux_attn.rescoring
+    decoded = decode_manifest(model, args.manifest, batch_size=args.batch_size, streaming=args.streaming)
+    report = two_pass_report(decoded, rescoring.weight, rescoring.length_bonus)
+    report.update(manifest=str(args.manifest), parameters=sum(p.numel() for p in model.parameters()))
+    print(format_two_pass_report(report, Path(args.model).name))
+    if args.json:
+        write_report(report, args.json)
+    return report
+
+
+def _two_pass(args) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_two_pass
+
+    return fit_two_pass(load_config("two_pass", args.config, args.overrides))
+
+
+def _two_pass_tune(args) -> dict:
+    """Rescoring weight and length bonus chosen on a dev manifest, written into the model's config."""
+    import os
+
+    from nemo_encrl.evaluate import write_report
+    from nemo_encrl.models.two_pass import TwoPassModel
+    from nemo_encrl.teacher import load_asr_model
+    from nemo_encrl.two_pass_eval import decode_manifest, tune_rescoring
+
+    model = load_asr_model(path=args.model, what="two-pass model", kind=TwoPassModel)
+    out = Path(args.out or args.model)
+    choice = tune_rescoring(decode_manifest(model, args.dev_manifest, batch_size=args.batch_size))
+    model.set_rescoring(choice["weight"], choice["length_bonus"])
+    tmp = out.with_name(out.name + ".partial")
+    model.save_to(str(tmp))
+    os.replace(tmp, out)  # the model is never left half-written
+    choice.update(model=str(out), dev_manifest=str(args.dev_manifest))
+    write_report(choice, out.with_suffix(".rescoring.json"))
+    print(f"weight {choice['weight']}, length bonus {choice['length_bonus']}: dev WER {100 * choice['dev_wer']:.2f}% "
+          f"-> {out} (grid in {out.with_suffix('.rescoring.json')})")  # fmt: skip
+    return choice
+
+
+def _two_pass_export(args) -> Path:
+    from nemo_encrl.models.first_pass import export_first_pass
+    from nemo_encrl.models.two_pass import TwoPassModel
+    from nemo_encrl.teacher import load_asr_model
+
+    out = export_first_pass(load_asr_model(path=args.model, what="two-pass model", kind=TwoPassModel), args.out)
+    print(f"first pass (plain NeMo EncDecRNNTBPEModel) -> {out}")
+    return out
 
 
 def _demo(args) -> dict:
@@ -163,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
          "model.teacher.cache=runs/teacher_cache"),
         ("finetune", _finetune, "finetune", "ctc_finetune", "EncRL stage 2: plain CTC students of several depths",
          "init.stage1=stage1.nemo 'init.depths=[6,4]'"),
+        ("two-pass", _two_pass, "two_pass", "conformer_rnnt_attention_demo",
+         "train a two-pass model: streaming RNN-T first pass + attention rescorer on one encoder", "trainer.max_steps=100"),
     )  # fmt: skip
     for name, func, group, default, what, example in training:
         p = sub.add_parser(name, help=f"{what} (conf/{group}/)")
@@ -182,6 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=Path, help="a wav to compare onnxruntime's log-probs with PyTorch's")
     p.set_defaults(func=_export)
 
+    p = sub.add_parser("two-pass-tune", help="choose a two-pass model's rescoring weight and length bonus on dev")
+    p.add_argument("model", type=Path, help="two-pass .nemo file")
+    p.add_argument("dev_manifest", type=Path, help="dev manifest (never the test set)")
+    p.add_argument("--out", type=Path, help="tuned .nemo (default: rewrite MODEL)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_two_pass_tune)
+
+    p = sub.add_parser("two-pass-export", help="a two-pass model's first pass as a plain NeMo EncDecRNNTBPEModel .nemo")
+    p.add_argument("model", type=Path, help="two-pass .nemo file")
+    p.add_argument("out", type=Path, help="output .nemo")
+    p.set_defaults(func=_two_pass_export)
+
     p = sub.add_parser("bench", help="EncRL students vs a regularised scratch baseline at equal compute (step budgets) -> docs/RESULTS*.md")
     p.add_argument("--profile", default="quick", help="quick | cpu | gpu, or a YAML path (conf/bench/)")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
@@ -191,13 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. steps=4000 stage1_steps=1500")
     p.set_defaults(func=_bench)
 
-    p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC .nemo on a manifest")
+    p = sub.add_parser("evaluate", help="WER/CER, parameters and real-time factor of a CTC or two-pass .nemo on a manifest")
     p.add_argument("model", type=Path, help=".nemo file")
     p.add_argument("manifest", type=Path, help="NeMo JSON-lines manifest")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", type=Path, help="write the full report here")
     p.add_argument("--train-manifest", type=Path,
                    help="the model's training manifest: also report errors on words seen / unseen in its transcripts")
+    p.add_argument("--streaming", action="store_true",
+                   help="two-pass models: also run the first pass through NeMo's cache-aware streaming")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("demo", help="the README's main job on the offline default, end to end (conf/demo/)")

@@ -12,9 +12,17 @@ class TeacherError(ValueError):
 
 def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None = None, map_location: str = "cpu",
                    what: str = "teacher"):  # fmt: skip
-    """Exactly one of `path` (a .nemo file) or `pretrained_name` (NGC/HF name, needs network). `what` names
-    the model in errors ("teacher", "model", ...)."""
-    from nemo.collections.asr.models import ASRModel, EncDecCTCModel
+    """A NeMo CTC model from exactly one of `path` (a .nemo file) or `pretrained_name` (NGC/HF name, needs
+    network). `what` names the model in errors ("teacher", "model", ...)."""
+    from nemo.collections.asr.models import EncDecCTCModel
+
+    return load_asr_model(path, pretrained_name, map_location, what, kind=EncDecCTCModel)
+
+
+def load_asr_model(path: str | Path | None = None, pretrained_name: str | None = None, map_location: str = "cpu",
+                   what: str = "model", kind=None):  # fmt: skip
+    """Any NeMo ASR model (of class `kind` when given), with the errors of `load_ctc_model`."""
+    from nemo.collections.asr.models import ASRModel
 
     if (path is None) == (pretrained_name is None):
         raise TeacherError("give exactly one of teacher.path (a .nemo file) or teacher.pretrained_name")
@@ -38,8 +46,7 @@ def load_ctc_model(path: str | Path | None = None, pretrained_name: str | None =
                 "Pretrained names need network access to NGC/Hugging Face; offline, pass teacher.path to a .nemo file"
             ) from e
         source = pretrained_name
-    if not isinstance(model, EncDecCTCModel):
-        raise TeacherError(
-            f"{what} {source} is a {type(model).__name__}, not a CTC model (EncDecCTCModel / EncDecCTCModelBPE)"
-        )
+    if kind is not None and not isinstance(model, kind):
+        wanted = "a CTC model (EncDecCTCModel / EncDecCTCModelBPE)" if kind.__name__ == "EncDecCTCModel" else f"a {kind.__name__}"
+        raise TeacherError(f"{what} {source} is a {type(model).__name__}, not {wanted}")
     return model

@@ -65,7 +65,8 @@ def test_encoder_starts_from_the_ctc_model(tiny_ctc_nemo, tiny_corpus, tmp_path)
     fresh.maybe_init_from_pretrained_checkpoint(cfg)
     ctc = load_ctc_model(path=tiny_ctc_nemo)
     for key, value in ctc.encoder.state_dict().items():
-        assert torch.equal(fresh.encoder.state_dict()[key], value), key
+        if not key.startswith("pre_encode.out"):  # excluded: causal downsampling changes its shape
+            assert torch.equal(fresh.encoder.state_dict()[key], value), key
     assert fresh.tokenizer.vocab_size == ctc.tokenizer.vocab_size  # tokenizer_from: the same vocabulary
 
 
@@ -189,3 +190,56 @@ def test_bad_configs_fail_by_name(override, message, tiny_ctc_nemo, tiny_corpus,
     copy_tokenizer(cfg)
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         TwoPassModel(cfg=cfg.model)
+
+
+def test_cli_tune_evaluate_export(tiny_two_pass_nemo, tiny_corpus, tmp_path, capsys):
+    """The three commands a user runs after training: tune on dev, score on test, export the first pass."""
+    from nemo_encrl.cli import main
+    from nemo_encrl.two_pass_eval import WEIGHTS
+
+    tuned = tmp_path / "tuned.nemo"
+    assert main(["two-pass-tune", str(tiny_two_pass_nemo), str(tiny_corpus / "dev_manifest.json"), "--out", str(tuned)]) == 0
+    choice = json.loads(tuned.with_suffix(".rescoring.json").read_text())
+    assert choice["weight"] in WEIGHTS and len(choice["grid"]) > 1
+    assert choice["dev_wer"] == min(g["wer"] for g in choice["grid"])
+    report_path = tmp_path / "report.json"
+    assert main(["evaluate", str(tuned), str(tiny_corpus / "test_manifest.json"), "--json", str(report_path), "--streaming"]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["rescoring"] == {"weight": choice["weight"], "length_bonus": choice["length_bonus"]}
+    for row in ("first_pass_greedy", "first_pass_streaming", "first_pass_beam", "two_pass", "oracle"):
+        assert report[row]["utterances"] == 12
+    assert report["oracle"]["wer"] <= min(report["first_pass_beam"]["wer"], report["two_pass"]["wer"])
+    assert "N-best oracle" in capsys.readouterr().out
+    assert main(["two-pass-export", str(tuned), str(tmp_path / "first.nemo")]) == 0
+    assert main(["two-pass-tune", str(tiny_corpus / "test_manifest.json"), str(tiny_corpus / "dev_manifest.json")]) == 2
+
+
+def test_streaming_first_pass_equals_offline(model, tiny_corpus):
+    """Causal downsampling and convolutions + chunked attention: NeMo's cache-aware streaming, chunk by chunk,
+    computes the offline encoder's output (to float precision), so the streamed transcripts are the offline ones."""
+    from nemo.collections.asr.parts.utils.streaming_utils import CacheAwareStreamingAudioBuffer
+
+    from nemo_encrl.streaming import transcribe_cache_aware
+
+    files = _files(tiny_corpus, 6)
+    model.encoder.setup_streaming_params()  # before the buffer, which reads the chunk sizes from it
+    buffer = CacheAwareStreamingAudioBuffer(model=model, online_normalization=False)
+    buffer.append_audio_file(files[0], stream_id=-1)
+    with torch.no_grad():
+        offline, _ = model.encoder(audio_signal=buffer.buffer.clone(), length=buffer.streams_length.clone())
+    cache, chunks = model.encoder.get_initial_cache_state(batch_size=1), []
+    for step, (chunk, lengths) in enumerate(buffer):
+        with torch.inference_mode():
+            out, out_len, *cache = model.encoder.cache_aware_stream_step(
+                processed_signal=chunk, processed_signal_length=lengths, cache_last_channel=cache[0],
+                cache_last_time=cache[1], cache_last_channel_len=cache[2], keep_all_outputs=buffer.is_buffer_empty(),
+                drop_extra_pre_encoded=model.encoder.streaming_cfg.drop_extra_pre_encoded if step else 0)  # fmt: skip
+        chunks.append(out[..., : out_len[0]])
+    streamed = torch.cat(chunks, -1)
+    assert step > 2 and streamed.shape == offline.shape
+    assert (streamed - offline).abs().max() < 1e-4 * offline.abs().max()
+    model.change_decoding_strategy(decoder_type="rnnt")
+    try:
+        assert transcribe_cache_aware(model, files, batch_size=4) == [h.text for h in model.transcribe(files, batch_size=4)]
+    finally:
+        model.change_decoding_strategy(decoder_type="two_pass")
