@@ -17,7 +17,8 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _timed(step_fn, batches, warmup: int) -> float:
+def timed_steps(step_fn, batches, warmup: int) -> float:
+    """Seconds of the steps after `warmup`, each run once on its batch (the GPU synchronised around each)."""
     total = 0.0
     for i, batch in enumerate(batches):
         _sync()
@@ -123,7 +124,7 @@ def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmu
         kinds.update({f"kl_cached_L{d}": kl_step_of(_ctc_student(encrl, d).train()) for d in depths})
     kinds["teacher_forward"] = teacher_forward
     encrl.train()
-    best = {name: min(_timed(fn, batches, warmup) for _ in range(2)) for name, fn in kinds.items()}
+    best = {name: min(timed_steps(fn, batches, warmup) for _ in range(2)) for name, fn in kinds.items()}
     return {"ms": {k: round(1000 * v / steps, 1) for k, v in best.items()}, "audio_seconds": round(audio_seconds, 1),
             "steps": steps, "threads": torch.get_num_threads(), "machine": machine()}  # fmt: skip
 
