@@ -11,6 +11,7 @@ from omegaconf import OmegaConf, open_dict
 from nemo_encrl.bench import BenchConfigError, Job, StaleRunError, plan_jobs, run_bench, sweep_jobs
 from nemo_encrl.bench import accounting as acc
 from nemo_encrl.bench.budget import Costs, stage1_units, stage2_steps
+from nemo_encrl.bench.run import run_one
 from nemo_encrl.config import load_config
 
 COSTS = Costs(ctc={6: 1.0, 3: 0.6}, stage1_online=1.8, stage1_cached=1.2, teacher_per_audio_hour=100.0, unit_ms=500.0)
@@ -158,6 +159,18 @@ def test_tiny_bench_end_to_end_resume_and_stale_settings(tiny_ctc_nemo, tmp_path
     with pytest.raises(BenchConfigError, match=r"stage 1 \(.* units charged to depth 2\) costs more than steps=3"):
         run_bench(_tiny_bench(tmp_path, tiny_ctc_nemo, ["steps=3", f"out_dir={tmp_path}/other"]))
     assert not (tmp_path / "other" / "stage1_mse_small_s1").exists()
+
+    # a larger budget continues a finished run from its last checkpoint: the steps already trained are kept
+    name = "scratch-noreg_lr1_small_L2_s1"
+    shorter = json.loads((out / name / "curve.json").read_text())
+    result = run_one(_tiny_bench(tmp_path, tiny_ctc_nemo, ["steps=15"]), name)
+    points = json.loads((out / name / "curve.json").read_text())
+    assert result["steps"] == 15 and points[-1]["step"] == 15
+    assert [p for p in points if p["step"] <= 12 and "val_wer" in p] == [p for p in shorter if "val_wer" in p]
+    assert [p["step"] for p in points if "val_wer" in p] == [3, 6, 9, 12, 15]
+    assert json.loads((out / name / "result_12_steps.json").read_text())["steps"] == 12
+    with pytest.raises(StaleRunError, match="steps"):  # a smaller budget is another run, never a cut
+        run_one(_tiny_bench(tmp_path, tiny_ctc_nemo, ["steps=9"]), name)
 
 
 def test_missing_teacher_is_named(tmp_path):

@@ -17,7 +17,9 @@ from omegaconf import DictConfig
 from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, stage1_step_cost, student_step_cost
 from nemo_encrl.bench.measure import measure
 from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_losses, stage1_of, stage2_kl, sweep_jobs
-from nemo_encrl.bench.settings import check_settings, file_digest, job_settings, record_settings, stored_settings
+from nemo_encrl.bench.settings import (
+    check_settings, extended_from, file_digest, job_settings, record_settings, stored_settings,
+)
 from nemo_encrl.config import CONF_DIR, load_config
 
 
@@ -141,11 +143,16 @@ def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: s
     out = Path(cfg.out_dir)
     folder = out / job.name
     settings = job_settings(cfg, job, steps, chosen)
-    if (folder / "result.json").exists():
+    if (old_steps := extended_from(folder, settings)) is not None:
+        (folder / "result.json").rename(folder / f"result_{old_steps}_steps.json")  # kept: the shorter run's numbers
+        record_settings(folder, settings)
+        print(f"{label} {job.name}: budget raised from {old_steps} to {steps} steps, continuing from its last checkpoint",
+              flush=True)  # fmt: skip
+    elif (folder / "result.json").exists():
         check_settings(folder, settings)
         print(f"{label} {job.name}: done before, skipped", flush=True)
         return json.loads((folder / "result.json").read_text())
-    if folder.exists() and stored_settings(folder):
+    elif folder.exists() and stored_settings(folder):
         check_settings(folder, settings)
         done = max((p.get("step", 0) for p in curve(folder)), default=0)
         print(f"{label} {job.name}: unfinished, continuing from its last checkpoint (~step {done} of {steps})", flush=True)

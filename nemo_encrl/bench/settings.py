@@ -76,6 +76,18 @@ def check_settings(folder: Path, settings: dict) -> None:
         )
 
 
+def extended_from(folder: Path, settings: dict) -> int | None:
+    """The step count of a finished student or scratch run whose settings differ from `settings` only by a
+    larger `steps`: it continues from its last checkpoint (the step-free schedules make that exactly the
+    longer run), so a longer budget reuses every step already trained. None otherwise."""
+    stored = stored_settings(folder)
+    if not stored or stored.get("kind") == "stage1" or not (folder / "result.json").exists():
+        return None
+    others = {k for k in set(stored) | set(settings) if k != "steps" and stored.get(k) != settings.get(k)}
+    old, new = stored.get("steps"), settings.get("steps")
+    return old if not others and isinstance(old, int) and isinstance(new, int) and new > old else None
+
+
 def record_settings(folder: Path, settings: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps(settings, indent=1))
