@@ -20,15 +20,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# a supported interpreter (NeMo 3.0: Python 3.10-3.12), newest first; PYTHON=/path/to/python overrides
+supported='import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 12))'
 PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  for cand in python3.11 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+if [ -n "$PY" ]; then
+  "$PY" -c "$supported" || { echo "[setup] error: PYTHON=$PY is not Python 3.10-3.12" >&2; exit 1; }
+else
+  for cand in python3.12 python3.11 python3.10 python3; do
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "$supported"; then
       PY="$cand"; break
     fi
   done
 fi
-[ -n "$PY" ] || { echo "[setup] error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+[ -n "$PY" ] || { echo "[setup] error: Python 3.10-3.12 is required (set PYTHON=/path/to/python3.x)" >&2; exit 1; }
 [ -x .venv/bin/python ] || { echo "[setup] creating .venv with $PY"; "$PY" -m venv .venv; }
 
 stamp=.venv/.nemo_encrl-installed
