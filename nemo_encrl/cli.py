@@ -155,6 +155,13 @@ def _two_pass(args) -> Path:
     return fit_two_pass(load_config("two_pass", args.config, args.overrides))
 
 
+def _two_pass_kd(args) -> Path:
+    from nemo_encrl.config import load_config
+    from nemo_encrl.training import fit_two_pass_kd
+
+    return fit_two_pass_kd(load_config("two_pass", args.config, args.overrides))
+
+
 def _two_pass_tune(args) -> dict:
     """Rescoring weight and length bonus chosen on a dev manifest, written into the model's config."""
     import os
@@ -226,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
          "init.stage1=stage1.nemo 'init.depths=[6,4]'"),
         ("two-pass", _two_pass, "two_pass", "conformer_rnnt_attention_demo",
          "train a two-pass model: streaming RNN-T first pass + attention rescorer on one encoder", "trainer.max_steps=100"),
+        ("kd-rnnt", _two_pass_kd, "two_pass", "kd_rnnt", "two-pass distillation stage 1: student encoder + RNN-T from the teacher's lattice",
+         "model.kd.teacher.path=teacher.nemo"),
+        ("kd-rescorer", _two_pass_kd, "two_pass", "kd_rescorer",
+         "two-pass distillation stage 2: the student's attention rescorer from the teacher's (encoder frozen)",
+         "model.kd.init_from=stage1.nemo"),
+        ("kd-deep", _two_pass_kd, "two_pass", "kd_deep", "two-pass distillation stage 3: deep finetuning of the whole student",
+         "model.kd.init_from=stage2.nemo"),
     )  # fmt: skip
     for name, func, group, default, what, example in training:
         p = sub.add_parser(name, help=f"{what} (conf/{group}/)")

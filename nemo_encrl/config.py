@@ -27,7 +27,7 @@ def conf_path(group: str, name: str) -> Path:
 def load_config(group: str, name: str, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Same override grammar as NeMo's Hydra scripts for plain values: `model.optim.lr=1e-3`,
     `+new.key=1` adds a key, `~key` removes one."""
-    cfg = OmegaConf.load(conf_path(group, name))
+    cfg = _with_defaults(group, conf_path(group, name))
     for item in overrides:
         if item.startswith("~"):
             key = item[1:]
@@ -46,3 +46,23 @@ def load_config(group: str, name: str, overrides: list[str] | tuple[str, ...] = 
             raise KeyError(f"override {item!r}: key '{key}' not in config (use +{key}=... to add it)")
         OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True, force_add=add)
     return cfg
+
+
+def _with_defaults(group: str, path: Path, seen: tuple[Path, ...] = ()) -> DictConfig:
+    """A YAML with Hydra's simplest `defaults:` list: configs of the same group, merged in order, the file
+    itself (`_self_`) last unless listed; what `hydra_runner` does for the example scripts."""
+    if path in seen:
+        raise ValueError(f"config {path}: its defaults include itself ({' -> '.join(p.name for p in (*seen, path))})")
+    cfg = OmegaConf.load(path)
+    defaults = cfg.pop("defaults", None)
+    if not defaults:
+        return cfg
+    names = list(defaults) if "_self_" in defaults else [*defaults, "_self_"]
+    merged = OmegaConf.create()
+    for item in names:
+        if not isinstance(item, str):
+            raise ValueError(f"config {path}: defaults entry {item!r} is not a config name of conf/{group}/")
+        part = cfg if item == "_self_" else _with_defaults(group, conf_path(group, item), (*seen, path))
+        merged = OmegaConf.merge(merged, part)
+    return merged
+

@@ -152,7 +152,7 @@ def fit_encrl(cfg: DictConfig) -> Path:
 
 def copy_tokenizer(cfg: DictConfig) -> None:
     """`tokenizer_from: <.nemo>`: that model's tokenizer into model.tokenizer.dir unless one is there."""
-    from nemo_encrl.teacher import load_ctc_model
+    from nemo_encrl.teacher import load_asr_model
     from nemo_encrl.tokenizer import export_tokenizer
 
     tok_dir = Path(cfg.model.tokenizer.dir)
@@ -160,7 +160,7 @@ def copy_tokenizer(cfg: DictConfig) -> None:
         return
     if not cfg.get("tokenizer_from"):
         raise FileNotFoundError(f"model.tokenizer.dir={tok_dir} has no tokenizer.model and tokenizer_from is not set")
-    export_tokenizer(load_ctc_model(path=cfg.tokenizer_from, what="tokenizer_from model"), tok_dir)
+    export_tokenizer(load_asr_model(path=cfg.tokenizer_from, what="tokenizer_from model"), tok_dir)
     log.info("tokenizer of %s copied to %s", cfg.tokenizer_from, tok_dir)
 
 
@@ -173,4 +173,51 @@ def fit_two_pass(cfg: DictConfig) -> Path:
     check_data(cfg)
     copy_tokenizer(cfg)
     return run_training(cfg, lambda model_cfg, trainer: TwoPassModel(cfg=model_cfg, trainer=trainer))
+
+
+STUDENT_ARCHITECTURE = ("preprocessor", "encoder", "decoder", "joint", "model_defaults")
+
+
+def fit_two_pass_kd(cfg: DictConfig) -> Path:
+    """One stage of the two-pass distillation (model.kd.stage) -> the student as a plain TwoPassModel .nemo.
+
+    `model.kd.init_from` (the previous stage's .nemo) gives the student its architecture and weights; for the
+    rescorer stage with `model.kd.nbest`, the student's first-pass N-best of the train set is decoded first
+    (once: a second start only decodes what is missing)."""
+    from nemo_encrl.models.two_pass import TwoPassModel, check_two_pass_config
+    from nemo_encrl.models.two_pass_kd import STAGES, TwoPassKDError, TwoPassKDModel
+    from nemo_encrl.teacher import load_asr_model
+
+    kd = cfg.model.get("kd") or {}
+    if kd.get("stage") not in STAGES:
+        raise TwoPassKDError(f"model.kd.stage={kd.get('stage')!r}: choose one of {STAGES}")
+    check_output(cfg.output_nemo)
+    check_two_pass_config(cfg.model)
+    check_data(cfg)
+    copy_tokenizer(cfg)
+    init = None
+    if kd.get("init_from"):
+        init = load_asr_model(path=kd.init_from, what="model.kd.init_from", kind=TwoPassModel)
+        with open_dict(cfg):
+            for key in STUDENT_ARCHITECTURE:
+                cfg.model[key] = init.cfg[key]
+            cfg.model.aux_attn.decoder = init.cfg.aux_attn.decoder
+        if kd.stage == "rescorer" and kd.get("nbest"):
+            from nemo_encrl.data.nbest_store import build_nbest_store
+
+            build_nbest_store(init, cfg.model.train_ds, kd.nbest)
+    elif kd.stage != "rnnt":
+        raise TwoPassKDError(f"model.kd.stage={kd.stage} needs model.kd.init_from: the previous stage's student .nemo")
+
+    def build(model_cfg, trainer):
+        model = TwoPassKDModel(cfg=model_cfg, trainer=trainer)
+        if init is not None:
+            result = model.load_state_dict(init.state_dict(), strict=False)
+            missing = [k for k in result.missing_keys if not k.startswith(("teacher.", "kd_projection."))]
+            if missing or result.unexpected_keys:
+                raise TwoPassKDError(f"model.kd.init_from={kd.init_from}: weights do not fit the student "
+                                     f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")  # fmt: skip
+        return model
+
+    return run_training(cfg, build)
 

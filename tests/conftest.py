@@ -163,3 +163,34 @@ def tiny_two_pass_nemo(tiny_ctc_nemo, tiny_corpus, tmp_path_factory) -> Path:
 
     work = tmp_path_factory.mktemp("tiny_two_pass")
     return fit_two_pass(load_config("two_pass", "conformer_rnnt_attention_demo", tiny_two_pass_overrides(tiny_ctc_nemo, tiny_corpus, work)))
+
+
+# the two-pass distillation stages shrunk to seconds: a d24 x 2 student of the tiny two-pass teacher
+TINY_KD_OVERRIDES = [
+    "model.encoder.d_model=24",
+    "model.encoder.n_layers=2",
+    "model.encoder.n_heads=2",
+    "model.encoder.conv_kernel_size=7",
+    "model.encoder.att_context_size=[16,3]",
+    "model.model_defaults.pred_hidden=24",
+    "model.model_defaults.joint_hidden=24",
+    "model.aux_attn.decoder.hidden_size=24",
+    "model.aux_attn.decoder.inner_size=48",
+    "model.aux_attn.decoder.num_attention_heads=2",
+    "model.aux_attn.decoder.num_layers=1",
+    "model.aux_attn.first_pass_decoding.beam.beam_size=3",
+    *TINY_TRAINING,
+    "trainer.val_check_interval=3",
+]
+
+
+def tiny_kd_overrides(stage: str, teacher: Path, corpus: Path, work: Path, init: Path | None = None) -> list[str]:
+    return [
+        f"model.kd.teacher.path={teacher}",
+        f"model.kd.init_from={init}" if init else "model.kd.init_from=null",
+        f"model.tokenizer.dir={work}/tokenizer",
+        f"model.kd.nbest={work}/nbest.jsonl" if stage == "rescorer" else "model.kd.nbest=null",
+        f"output_nemo={work}/{stage}.nemo",
+        *tiny_run(corpus, work / stage),
+        *TINY_KD_OVERRIDES,
+    ]
