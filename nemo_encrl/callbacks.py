@@ -92,3 +92,38 @@ class RegularizationWarmup(pl.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self._set(pl_module, True)  # the saved model carries its configured regularisation
+
+
+class StepProgressBar(pl.callbacks.TQDMProgressBar):
+    """One training bar over the run's optimizer steps, with its total and an ETA.
+
+    Lightning draws a bar per epoch over the loader's batches; lhotse loaders have no length, so it shows
+    `20/?` with no ETA. Runs here are budgeted in steps (`trainer.max_steps`): the bar counts global steps
+    to that budget, starting at the resumed step, and the description names the epoch.
+    """
+
+    def _steps_known(self, trainer) -> bool:
+        from nemo_encrl.training import UNBOUNDED_STEPS
+
+        return 0 < (trainer.max_steps or -1) < UNBOUNDED_STEPS
+
+    def on_train_start(self, trainer, pl_module):
+        super().on_train_start(trainer, pl_module)
+        if self._steps_known(trainer):
+            self.train_progress_bar.reset(total=trainer.max_steps)
+            self.train_progress_bar.initial = trainer.global_step  # the ETA counts only this run's steps
+            self.train_progress_bar.n = trainer.global_step
+
+    def on_train_epoch_start(self, trainer, *args):
+        if not self._steps_known(trainer):
+            return super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch}")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self._steps_known(trainer):
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        bar, step = self.train_progress_bar, trainer.global_step
+        if self._should_update(step, bar.total):
+            bar.n = step
+            bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -111,6 +111,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
         from nemo_encrl.callbacks import LearningCurve
 
         callbacks.append(LearningCurve(cfg.learning_curve))
+    if cfg.trainer.get("enable_progress_bar", True):  # the whole run's steps, with a total and an ETA
+        from nemo_encrl.callbacks import StepProgressBar
+
+        callbacks.append(StepProgressBar())
     if cfg.get("regularization_warmup_steps"):  # SpecAugment and dropout only after the CTC plateau
         from nemo_encrl.callbacks import RegularizationWarmup
 

@@ -30,19 +30,24 @@ def test_recipe_trains_saves_and_restores(tiny_ctc_nemo: Path, tiny_corpus: Path
     assert curve[-1]["step"] <= 3 and curve[-1]["wall_seconds"] > 0
 
 
-def test_resume_continues_from_checkpoint(tiny_ctc_nemo: Path, tiny_corpus: Path, caplog):
-    """Started again with more steps, the run picks up at step 3 instead of starting over."""
+def test_resume_continues_from_checkpoint(tiny_ctc_nemo: Path, tiny_corpus: Path, caplog, capfd):
+    """Started again with more steps, the run picks up at step 3 instead of starting over; its progress bar
+    counts the run's steps to the budget (a total and an ETA, not Lightning's `n/?` per epoch)."""
     from conftest import tiny_ctc_overrides
 
     from nemo_encrl.config import load_config
     from nemo_encrl.training import fit_ctc_bpe
 
     work = tiny_ctc_nemo.parent
-    cfg = load_config("teacher", "conformer_ctc_bpe_demo", tiny_ctc_overrides(tiny_corpus, work) + ["trainer.max_steps=5"])
+    cfg = load_config("teacher", "conformer_ctc_bpe_demo", tiny_ctc_overrides(tiny_corpus, work)
+                      + ["trainer.max_steps=5", "trainer.enable_progress_bar=true"])  # fmt: skip
     fit_ctc_bpe(cfg)
     ckpt = torch.load(next(work.glob("runs/*/checkpoints/*last.ckpt")), map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 5
     assert "Restored all states from the checkpoint" in caplog.text
+    bar = capfd.readouterr().out  # Lightning's bars write to stdout
+    assert "3/5 [" in bar and "5/5 [" in bar  # from the resumed step to the budget
+    assert "Epoch 0:" in bar and not [part for part in bar.split("Epoch 0:")[1:] if "/?" in part.split("]")[0]]
 
 
 def test_evaluate_report(tiny_ctc_nemo: Path, tiny_corpus: Path):
