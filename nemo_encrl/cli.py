@@ -162,6 +162,18 @@ def _two_pass_kd(args) -> Path:
     return fit_two_pass_kd(load_config("two_pass", args.config, args.overrides))
 
 
+def _two_pass_bench(args) -> Path:
+    from omegaconf import open_dict
+
+    from nemo_encrl.config import load_config
+    from nemo_encrl.two_pass_bench import run_two_pass_bench
+
+    cfg = load_config("two_pass_bench", args.profile, args.overrides)
+    with open_dict(cfg):
+        cfg.command = " ".join(["nemo-encrl two-pass-bench", f"--profile {args.profile}", *args.overrides])
+    return run_two_pass_bench(cfg)
+
+
 def _two_pass_tune(args) -> dict:
     """Rescoring weight and length bonus chosen on a dev manifest, written into the model's config."""
     import os
@@ -265,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="tuned .nemo (default: rewrite MODEL)")
     p.add_argument("--batch-size", type=int, default=16)
     p.set_defaults(func=_two_pass_tune)
+
+    p = sub.add_parser("two-pass-bench", help="two-pass distillation stage by stage vs scratch at equal compute -> docs/TWO_PASS_RESULTS.md")
+    p.add_argument("--profile", default="quick", help="quick | cpu, or a YAML path (conf/two_pass_bench/)")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. steps.rnnt=2000")
+    p.set_defaults(func=_two_pass_bench)
 
     p = sub.add_parser("two-pass-export", help="a two-pass model's first pass as a plain NeMo EncDecRNNTBPEModel .nemo")
     p.add_argument("model", type=Path, help="two-pass .nemo file")

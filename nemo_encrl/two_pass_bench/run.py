@@ -1,0 +1,191 @@
+"""Planning, step costs, training and scoring of the two-pass distillation benchmark.
+
+Budgets are optimizer steps. Each stage's step is charged at its measured cost relative to a step of the
+scratch student (same batches, one process; the rescorer stage's one-time N-best decoding of the train set
+is charged too), and the scratch student gets the steps that make its compute equal to the three stages'.
+Every run resumes from its last checkpoint and is reused only under the settings it was made with.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nemo_encrl.config import load_config
+
+STAGES = ("rnnt", "rescorer", "deep")
+
+
+def _data(cfg: DictConfig, folder: Path, steps: int) -> list[str]:
+    corpus, evals = Path("data/corpus") / cfg.train_corpus, Path("data/corpus") / cfg.eval_corpus
+    return [f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
+            f"model.validation_ds.manifest_filepath={evals}/dev_manifest.json",
+            f"model.tokenizer.dir={Path(cfg.out_dir) / 'tokenizer'}", f"exp_manager.exp_dir={folder / 'runs'}",
+            f"output_nemo={folder / 'model.nemo'}", f"trainer.max_steps={steps}",
+            f"trainer.val_check_interval={min(int(cfg.validate_every), steps)}", "trainer.check_val_every_n_epoch=null",
+            *cfg.get("overrides", [])]  # fmt: skip
+
+
+def stage_config(cfg: DictConfig, stage: str, steps: int, folder: Path, init: Path | None, nbest: bool = True) -> DictConfig:
+    out = Path(cfg.out_dir)
+    return load_config("two_pass", f"kd_{stage}", [
+        f"model.kd.teacher.path={cfg.teacher}", f"model.kd.init_from={init}" if init else "model.kd.init_from=null",
+        f"model.kd.nbest={out / 'nbest_train.jsonl'}" if stage == "rescorer" and nbest else "model.kd.nbest=null",
+        *_data(cfg, folder, steps), *cfg.get("student_overrides", []),
+    ])  # fmt: skip
+
+
+def scratch_config(cfg: DictConfig, steps: int, folder: Path) -> DictConfig:
+    """The student's architecture (kd_rnnt's) trained with the two-pass recipe alone: no teacher, no init."""
+    run = load_config("two_pass", "kd_rnnt", [*_data(cfg, folder, steps), *cfg.get("student_overrides", []),
+                                              *cfg.get("scratch_overrides", [])])  # fmt: skip
+    with open_dict(run):
+        run.tokenizer_from = str(cfg.teacher)
+        run.model.pop("kd")
+    return run
+
+
+def measure_costs(cfg: DictConfig) -> dict:
+    """ms per step of each stage and of the scratch student on the same batches, and of N-best decoding."""
+    from nemo_encrl.bench.cost import machine, timed_steps
+    from nemo_encrl.models.two_pass import TwoPassModel
+    from nemo_encrl.models.two_pass_decoding import nbest_from_decoding
+    from nemo_encrl.models.two_pass_kd import TwoPassKDModel
+    from nemo_encrl.training import copy_tokenizer
+
+    probe = Path(cfg.out_dir) / "cost_probe"
+    scratch = scratch_config(cfg, 10, probe)
+    copy_tokenizer(scratch)
+    with open_dict(scratch):
+        scratch.model.train_ds.num_workers = 0
+    models = {"scratch": TwoPassModel(scratch.model)}
+    for stage in STAGES:  # the rescorer's N-best store does not exist yet: its probe gets stand-in lists (below)
+        models[stage] = TwoPassKDModel(stage_config(cfg, stage, 10, probe, None, nbest=False).model)
+    n, warmup = int(cfg.cost.steps), int(cfg.cost.warmup)
+    batches = []
+    for batch in models["scratch"]._train_dl:
+        batches.append(batch)
+        if len(batches) == n + warmup:
+            break
+
+    def stepper(model, losses):
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+        def step(batch):
+            model.train()  # the N-best probe below puts the scratch model in eval mode
+            opt.zero_grad()
+            losses(model, batch).backward()
+            opt.step()
+
+        return step
+
+    def scratch_loss(model, batch):
+        enc, enc_len = model.forward(input_signal=batch[0], input_signal_length=batch[1])
+        rnnt, attn = model._losses(enc, enc_len, batch[2], batch[3])
+        return rnnt + model.attn_loss_weight * attn
+
+    def kd_loss(model, batch):
+        return sum(model.kd_losses(batch).values())
+
+    def nbest(batch, model=models["scratch"]):
+        model.eval()
+        with torch.no_grad():
+            enc, enc_len = model.forward(input_signal=batch[0], input_signal_length=batch[1])
+        nbest_from_decoding(model.nbest_decoding, enc, enc_len, int(model.cfg.aux_attn.first_pass_decoding.beam.beam_size))
+
+    size = int(models["rescorer"].cfg.aux_attn.first_pass_decoding.beam.beam_size)
+
+    def with_nbest(step):  # N copies of each transcript stand in for its N-best: the same attention work
+        return lambda b: step((*b[:4], [[t[: int(n)].tolist()] * size for t, n in zip(b[2], b[3])]))
+
+    kinds = {"scratch": stepper(models["scratch"], scratch_loss), "rnnt": stepper(models["rnnt"], kd_loss),
+             "rescorer": with_nbest(stepper(models["rescorer"], kd_loss)), "deep": stepper(models["deep"], kd_loss),
+             "nbest_decode": nbest}  # fmt: skip
+    ms = {k: 1000 * min(timed_steps(fn, batches, warmup) for _ in range(2)) / n for k, fn in kinds.items()}
+    audio = sum(float(b[1].sum()) for b in batches[warmup:]) / models["scratch"].cfg.sample_rate / n
+    return {"ms": {k: round(v, 1) for k, v in ms.items()}, "audio_seconds_per_batch": round(audio, 1), "machine": machine()}
+
+
+def budgets(cfg: DictConfig, costs: dict) -> dict:
+    """Steps per run and compute in scratch-step units; the scratch student's steps equal the stages' compute."""
+    from nemo_encrl.data.manifest import read_manifest
+
+    ms = costs["ms"]
+    hours = sum(float(r["duration"]) for r in read_manifest(Path("data/corpus") / cfg.train_corpus / "train_manifest.json")) / 3600
+    decode_batches = math.ceil(hours * 3600 / costs["audio_seconds_per_batch"])
+    units = {stage: int(cfg.steps[stage]) * ms[stage] / ms["scratch"] for stage in STAGES}
+    units["rescorer"] += decode_batches * ms["nbest_decode"] / ms["scratch"]  # the N-best store, decoded once
+    total = sum(units.values())
+    return {"steps": {**{s: int(cfg.steps[s]) for s in STAGES}, "scratch": round(total)},
+            "units": {**{s: round(u, 1) for s, u in units.items()}, "scratch": round(total)}}  # fmt: skip
+
+
+def _settings(cfg: DictConfig, name: str, steps: int, init: str | None) -> dict:
+    from nemo_encrl.bench.settings import file_digest
+
+    return {"run": name, "steps": steps, "teacher": file_digest(cfg.teacher), "init": init,
+            "train_corpus": cfg.train_corpus, "student_overrides": list(cfg.get("student_overrides", [])),
+            "overrides": list(cfg.get("overrides", [])), "scratch_overrides": list(cfg.get("scratch_overrides", []))}  # fmt: skip
+
+
+def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
+    """Rescoring tuned on dev, then every pass on test; parameters, .nemo size, decoding speed."""
+    from nemo_encrl.models.two_pass import TwoPassModel
+    from nemo_encrl.two_pass_eval import decode_manifest, tune_rescoring, two_pass_report
+
+    evals = Path("data/corpus") / cfg.eval_corpus
+    model = TwoPassModel.restore_from(nemo, map_location="cpu")
+    choice = tune_rescoring(decode_manifest(model, evals / "dev_manifest.json", progress=False))
+    test = decode_manifest(model, evals / "test_manifest.json", progress=False)
+    report = two_pass_report(test, choice["weight"], choice["length_bonus"])
+    report.update(parameters=sum(p.numel() for p in model.parameters()), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2),
+                  dev_wer_two_pass=choice["dev_wer"])  # fmt: skip
+    return report
+
+
+def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None) -> dict:
+    from nemo_encrl.bench.settings import check_settings, record_settings, stored_settings
+
+    folder = Path(cfg.out_dir) / name
+    settings = _settings(cfg, name, steps, init)
+    if (folder / "result.json").exists():
+        check_settings(folder, settings)
+        print(f"[two-pass bench] {name}: done before, skipped", flush=True)
+        return json.loads((folder / "result.json").read_text())
+    if stored_settings(folder):
+        check_settings(folder, settings)
+    record_settings(folder, settings)
+    print(f"[two-pass bench] {name}: {steps} steps", flush=True)
+    nemo = str(train(folder)) if train else str(cfg.teacher)
+    result = {"run": name, "steps": steps, "nemo": nemo, **score(cfg, nemo, folder)}
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def run_two_pass_bench(cfg: DictConfig) -> Path:
+    from nemo_encrl.training import fit_two_pass, fit_two_pass_kd
+    from nemo_encrl.two_pass_bench.report import write_report
+
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cost_file = out / "cost.json"
+    if not cost_file.exists():
+        print(f"[two-pass bench] measuring step costs ({cfg.cost.steps} steps of each kind)", flush=True)
+        cost_file.write_text(json.dumps(measure_costs(cfg), indent=1))
+    costs = json.loads(cost_file.read_text())
+    plan = budgets(cfg, costs)
+    results = {"teacher": _run(cfg, "teacher", 0, None, None)}
+    init = None
+    for stage in STAGES:
+        steps = plan["steps"][stage]
+        results[stage] = _run(cfg, f"kd_{stage}", steps,
+                              lambda folder, s=stage, st=steps, i=init: fit_two_pass_kd(stage_config(cfg, s, st, folder, i)),
+                              str(init) if init else None)  # fmt: skip
+        init = Path(results[stage]["nemo"])
+    results["scratch"] = _run(cfg, "scratch", plan["steps"]["scratch"],
+                              lambda folder: fit_two_pass(scratch_config(cfg, plan["steps"]["scratch"], folder)), None)
+    return write_report(cfg, costs, plan, results)
