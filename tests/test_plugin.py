@@ -22,3 +22,19 @@ def test_import_allows_exactly_our_prefix_and_keeps_the_check():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().endswith("OK")
+
+
+def test_importing_the_plugin_is_cheap_and_still_registers_its_prefix():
+    """`nemo-encrl --help` must not wait seconds for NeMo: the allow-list prefix is added when NeMo loads."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nemo_encrl, nemo_encrl.cli\n"
+        "heavy = [m for m in ('torch', 'nemo', 'lightning') if m in sys.modules]\n"
+        "from nemo.core.classes import common\n"
+        "print(heavy, nemo_encrl.PLUGIN_PREFIX in common.ALLOWED_TARGET_PREFIXES)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[] True"
