@@ -207,3 +207,19 @@ def test_student_settings_follow_their_stage1():
     before = job_settings(load_config("bench", "cpu"), job, 100, "reg_lr1")
     after = job_settings(load_config("bench", "cpu", ["recipes.mse.clip=0.2"]), job, 100, "reg_lr1")
     assert before["stage1_settings"]["losses"] == {"clip": 0.0} and after["stage1_settings"]["losses"] == {"clip": 0.2}
+
+
+def test_bench_pins_its_training_configs(tmp_path, monkeypatch, capsys):
+    """A bench keeps the configs it started with: editing conf/ later changes no unfinished bench."""
+    import nemo_encrl.bench.settings as settings
+
+    conf = tmp_path / "conf"
+    (conf / "finetune").mkdir(parents=True)
+    (conf / "finetune" / "ctc_finetune.yaml").write_text("a: 1\n")
+    monkeypatch.setattr(settings, "CONF_DIR", conf)
+    cfg = OmegaConf.create({"out_dir": str(tmp_path / "bench")})
+    pinned = settings.pinned_config(cfg, "finetune")
+    assert pinned == tmp_path / "bench" / "configs" / "ctc_finetune.yaml" and pinned.read_text() == "a: 1\n"
+    (conf / "finetune" / "ctc_finetune.yaml").write_text("a: 2\n")  # edited while the bench is unfinished
+    assert settings.pinned_config(cfg, "finetune").read_text() == "a: 1\n"
+    assert "differs from the copy this bench started with" in capsys.readouterr().out

@@ -18,7 +18,7 @@ from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, stage1_st
 from nemo_encrl.bench.measure import measure
 from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_losses, stage1_of, stage2_kl, sweep_jobs
 from nemo_encrl.bench.settings import (
-    check_settings, extended_from, file_digest, job_settings, record_settings, stored_settings,
+    check_settings, extended_from, file_digest, job_settings, pinned_config, record_settings, stored_settings,
 )
 from nemo_encrl.config import CONF_DIR, load_config
 
@@ -60,7 +60,7 @@ def cache_folder(cfg: DictConfig, data: str) -> Path:
 def _stage1_config(cfg: DictConfig, job: Job, steps: int, folder: Path, recipe_losses: bool = True) -> DictConfig:
     cache = [f"model.teacher.cache={cache_folder(cfg, job.data)}"] if cfg.data[job.data].get("teacher_cache") else []
     losses = stage1_losses(cfg, job.recipe) if recipe_losses else {}
-    return load_config("encrl", "encrl_clip_mse", [
+    return load_config("encrl", str(pinned_config(cfg, "stage1")), [
         f"model.teacher.path={cfg.teacher}", *_common(cfg, job, steps, folder), *_encoder(cfg), *cache,
         *[f"model.loss.{k}.weight={v}" for k, v in losses.items()],
         f"output_nemo={folder}/stage1.nemo", *cfg.get("stage1_overrides", []),
@@ -84,7 +84,7 @@ def train_job(cfg: DictConfig, job: Job, steps: int, folder: Path, chosen: str) 
     else:
         init = ["init.from=scratch", f"init.teacher={cfg.teacher}", *_encoder(cfg)]
         extra = [*_scratch_config(cfg, job.config), *cfg.get("scratch_overrides", [])]
-    results = finetune_students(load_config("finetune", "ctc_finetune", [
+    results = finetune_students(load_config("finetune", str(pinned_config(cfg, "finetune")), [
         *init, f"init.depths=[{job.depth}]", f"output_dir={folder}", *_common(cfg, job, steps, folder), *extra]))  # fmt: skip
     return results[job.depth]["nemo"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -16,6 +17,25 @@ from nemo_encrl.config import CONF_DIR
 
 class StaleRunError(RuntimeError):
     pass
+
+
+PINNED = {"stage1": ("encrl", "encrl_clip_mse"), "finetune": ("finetune", "ctc_finetune")}
+_reported: set[Path] = set()
+
+
+def pinned_config(cfg: DictConfig, kind: str) -> Path:
+    """The bench's own copy of a training config (`out_dir/configs/`), made at its first start: editing conf/
+    later never changes an unfinished bench. A conf/ file that differs from the copy is reported, once."""
+    group, name = PINNED[kind]
+    source, copy = CONF_DIR / group / f"{name}.yaml", Path(cfg.out_dir) / "configs" / f"{name}.yaml"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+    elif copy.read_bytes() != source.read_bytes() and copy not in _reported:
+        _reported.add(copy)
+        print(f"[bench] {source} differs from the copy this bench started with ({copy}): the bench keeps its copy; "
+              "give the profile another out_dir to run with the new one", flush=True)  # fmt: skip
+    return copy
 
 
 def file_digest(path: str | Path) -> str:
@@ -42,10 +62,10 @@ def job_settings(cfg: DictConfig, job, steps: int, scratch_config: str | None = 
     if job.kind == "stage1":
         s.update(student=_plain(cfg.student), losses=stage1_losses(cfg, job.recipe),
                  teacher_cache=bool(data.get("teacher_cache")), stage1_overrides=list(cfg.get("stage1_overrides", [])),
-                 stage1_config=file_digest(CONF_DIR / "encrl" / "encrl_clip_mse.yaml"))  # fmt: skip
+                 stage1_config=file_digest(pinned_config(cfg, "stage1")))  # fmt: skip
     else:
         config = job.config if job.kind == "scratch" else scratch_config
-        s.update(depth=job.depth, finetune_config=file_digest(CONF_DIR / "finetune" / "ctc_finetune.yaml"),
+        s.update(depth=job.depth, finetune_config=file_digest(pinned_config(cfg, "finetune")),
                  regularization=_plain(cfg.regularization), scratch_config=_plain(cfg.scratch.configs[config]))
         if job.kind == "scratch":
             s.update(student=_plain(cfg.student), scratch_overrides=list(cfg.get("scratch_overrides", [])))
