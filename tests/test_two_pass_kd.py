@@ -114,6 +114,8 @@ def test_wrong_inputs_are_named(tiny_two_pass_nemo, tiny_ctc_nemo, tiny_corpus, 
     other = train_bpe_tokenizer([tiny_corpus / "train_manifest.json"], tmp_path / "other_tokenizer", vocab_size=30)
     with pytest.raises(ValueError, match=r"model.kd.teacher.path=.*its tokenizer \(\d+ pieces\) differs from the student"):
         fit_two_pass_kd(_cfg("rnnt", tiny_two_pass_nemo, tiny_corpus, tmp_path / "b", extra=[f"model.tokenizer.dir={other}"]))
+    with pytest.raises(ValueError, match=r"model.preprocessor.features: the student's features differ from the teacher"):
+        fit_two_pass_kd(_cfg("rnnt", tiny_two_pass_nemo, tiny_corpus, tmp_path / "e", extra=["model.preprocessor.features=64"]))
     with pytest.raises(ValueError, match="model.kd.stage='distill'"):
         fit_two_pass_kd(_cfg("rnnt", tiny_two_pass_nemo, tiny_corpus, tmp_path / "c", extra=["model.kd.stage=distill"]))
     with pytest.raises(ValueError, match="model.kd.stage=rescorer needs model.kd.init_from"):
@@ -133,3 +135,14 @@ def test_shipped_student_config_is_at_most_45_percent_of_the_teacher(tmp_path):
         copy_tokenizer(cfg)
         counts[name] = sum(p.numel() for p in TwoPassModel(cfg=cfg.model).parameters())
     assert counts["kd_rnnt"] <= 0.45 * counts["conformer_rnnt_attention_demo"], counts
+
+
+def test_nbest_store_survives_a_torn_last_line(tmp_path):
+    from nemo_encrl.data.nbest_store import NBestStoreError, read_nbest_store
+
+    store = tmp_path / "nbest.jsonl"
+    store.write_text('{"id": "a", "nbest": [[1, 2]]}\n{"id": "b", "nb')  # killed in the middle of a write
+    assert read_nbest_store(store) == {"a": [[1, 2]]}
+    store.write_text('{"id": "a", "nb\n{"id": "b", "nbest": []}\n')
+    with pytest.raises(NBestStoreError, match="nbest.jsonl:1: not a JSON line"):
+        read_nbest_store(store)

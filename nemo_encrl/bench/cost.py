@@ -30,13 +30,13 @@ def timed_steps(step_fn, batches, warmup: int) -> float:
     return total
 
 
-def _to(x, device):
+def to_device(x, device):
     if torch.is_tensor(x):
         return x.to(device)
     if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
+        return {k: to_device(v, device) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return type(x)(_to(v, device) for v in x)
+        return type(x)(to_device(v, device) for v in x)
     return x
 
 
@@ -74,7 +74,7 @@ def time_steps(stage1_cfg: DictConfig, depths: list[int], steps: int = 20, warmu
     audio_seconds = sum(float(b[1].sum()) for b in batches[warmup:]) / encrl.cfg.sample_rate
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the bench's training runs
     encrl.to(device)
-    batches = [_to(b, device) for b in batches]
+    batches = [to_device(b, device) for b in batches]
     opt = torch.optim.AdamW([p for p in encrl.parameters() if p.requires_grad], lr=1e-4)
 
     def stage1_step(batch):

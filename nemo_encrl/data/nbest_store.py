@@ -25,7 +25,17 @@ def read_nbest_store(path: str | Path) -> dict[str, list[list[int]]]:
     if not path.is_file():
         raise NBestStoreError(f"model.kd.nbest={path}: no N-best store there (`nemo-encrl kd-rescorer` builds it from "
                               "model.kd.init_from before training)")
-    return {row["id"]: row["nbest"] for row in map(json.loads, path.read_text().splitlines()) if row}
+    store = {}
+    lines = path.read_text().splitlines()
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # a build killed in the middle of a write: that utterance is decoded again
+                break
+            raise NBestStoreError(f"{path}:{i + 1}: not a JSON line; delete the file to decode the N-best again") from None
+        store[row["id"]] = row["nbest"]
+    return store
 
 
 def build_nbest_store(model, train_ds: DictConfig, out: str | Path, batch_size: int = 16) -> Path:
@@ -37,8 +47,18 @@ def build_nbest_store(model, train_ds: DictConfig, out: str | Path, batch_size: 
     from nemo_encrl.cache.reader import train_cuts
     from nemo_encrl.models.two_pass_decoding import nbest_from_decoding
 
+    from nemo_encrl.cache.reader import UNCACHEABLE_INPUT_OPTIONS
+
+    for key, what in UNCACHEABLE_INPUT_OPTIONS.items():  # the cut ids (or audio) would change from epoch to epoch
+        if train_ds.get(key):
+            raise NBestStoreError(f"model.train_ds.{key}={train_ds.get(key)!r} ({what}): the N-best of the train set "
+                                  "cannot be decoded once; turn it off or set model.kd.nbest=null")  # fmt: skip
+    if train_ds.get("is_tarred") or train_ds.get("shar_path"):
+        raise NBestStoreError("model.train_ds: tarred/shar input repeats endlessly; the N-best store needs a manifest or cuts")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and (text := out.read_text()) and not text.endswith("\n"):  # killed mid-write: drop the torn line
+        out.write_text(text[: text.rfind("\n") + 1])
     done = set(read_nbest_store(out)) if out.exists() else set()
     cuts = [c for c in train_cuts(train_ds) if c.id not in done]
     size = int(model.cfg.aux_attn.first_pass_decoding.beam.beam_size)

@@ -17,7 +17,7 @@ import copy
 
 import torch
 from lightning.pytorch import Trainer
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from nemo.utils import logging, model_utils
@@ -59,6 +59,12 @@ def check_teacher_fits(teacher: TwoPassModel, student_cfg: DictConfig, student_t
         raise TwoPassKDError(f"model.kd.teacher.path={source}: its tokenizer ({teacher.tokenizer.vocab_size} pieces) "
                              f"differs from the student's model.tokenizer.dir={student_cfg.tokenizer.dir} "
                              f"({student_tokenizer.vocab_size}); the lattices must share one vocabulary")  # fmt: skip
+    features = lambda c: {k: v for k, v in OmegaConf.to_container(c.preprocessor, resolve=True).items() if k != "dither"}  # noqa: E731
+    if features(teacher.cfg) != features(student_cfg):
+        changed = sorted(k for k in features(teacher.cfg).keys() | features(student_cfg).keys()
+                         if features(teacher.cfg).get(k) != features(student_cfg).get(k))  # fmt: skip
+        raise TwoPassKDError(f"model.preprocessor.{changed[0]}: the student's features differ from the teacher {source}'s "
+                             "(the teacher reads the student's features): use the teacher's preprocessor")  # fmt: skip
     t, s = int(teacher.cfg.encoder.subsampling_factor), int(student_cfg.encoder.subsampling_factor)
     if t != s:
         raise TwoPassKDError(f"model.encoder.subsampling_factor={s}, the teacher {source} has {t}: the lattices "
@@ -91,6 +97,8 @@ class TwoPassKDModel(TwoPassModel):
         for name in self._frozen:
             getattr(self, name).requires_grad_(False)
         self.train(self.training)  # frozen parts to eval now: Lightning records every module's mode and restores it
+        if self.stage == "rescorer":  # the frozen first pass sees clean features, as its stored N-best and the teacher
+            self.spec_augmentation = None
         logging.info(f"two-pass KD stage '{self.stage}': frozen {list(self._frozen) or 'nothing'}")
 
     def train(self, mode: bool = True):
@@ -140,7 +148,7 @@ class TwoPassKDModel(TwoPassModel):
                 t_joint = self.teacher.lattice(t_enc, transcript, transcript_len)
                 T, U = min(joint.shape[1], t_joint.shape[1]), int(transcript_len.max()) + 1
                 out["rnnt_kd"] = lattice_kd_loss(joint[:, :T, :U], t_joint[:, :T, :U], transcript, torch.minimum(enc_len, t_len),
-                                                 transcript_len, blank=self.joint.num_classes_with_blank - 1)  # fmt: skip
+                                                 transcript_len, blank=self.decoder.blank_idx)  # fmt: skip
             if self.kd_projection is not None:
                 T = min(enc.shape[2], t_enc.shape[2])
                 out["encoder_mse"] = masked_mse(self.kd_projection(enc[:, :, :T].transpose(1, 2)), t_enc[:, :, :T].transpose(1, 2),

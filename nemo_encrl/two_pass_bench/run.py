@@ -31,10 +31,10 @@ def _data(cfg: DictConfig, folder: Path, steps: int) -> list[str]:
 
 
 def stage_config(cfg: DictConfig, stage: str, steps: int, folder: Path, init: Path | None, nbest: bool = True) -> DictConfig:
-    out = Path(cfg.out_dir)
+    """`nbest` lives in the rescorer run's own folder: a retrained stage 1 never meets an old N-best."""
     return load_config("two_pass", f"kd_{stage}", [
         f"model.kd.teacher.path={cfg.teacher}", f"model.kd.init_from={init}" if init else "model.kd.init_from=null",
-        f"model.kd.nbest={out / 'nbest_train.jsonl'}" if stage == "rescorer" and nbest else "model.kd.nbest=null",
+        f"model.kd.nbest={folder / 'nbest_train.jsonl'}" if stage == "rescorer" and nbest else "model.kd.nbest=null",
         *_data(cfg, folder, steps), *cfg.get("student_overrides", []),
     ])  # fmt: skip
 
@@ -51,7 +51,7 @@ def scratch_config(cfg: DictConfig, steps: int, folder: Path) -> DictConfig:
 
 def measure_costs(cfg: DictConfig) -> dict:
     """ms per step of each stage and of the scratch student on the same batches, and of N-best decoding."""
-    from nemo_encrl.bench.cost import machine, timed_steps
+    from nemo_encrl.bench.cost import machine, timed_steps, to_device
     from nemo_encrl.models.two_pass import TwoPassModel
     from nemo_encrl.models.two_pass_decoding import nbest_from_decoding
     from nemo_encrl.models.two_pass_kd import TwoPassKDModel
@@ -71,6 +71,9 @@ def measure_costs(cfg: DictConfig) -> dict:
         batches.append(batch)
         if len(batches) == n + warmup:
             break
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where the bench's training runs
+    models = {k: m.to(device) for k, m in models.items()}
+    batches = [to_device(b, device) for b in batches]
 
     def stepper(model, losses):
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -124,12 +127,17 @@ def budgets(cfg: DictConfig, costs: dict) -> dict:
             "units": {**{s: round(u, 1) for s, u in units.items()}, "scratch": round(total)}}  # fmt: skip
 
 
-def _settings(cfg: DictConfig, name: str, steps: int, init: str | None) -> dict:
+def _settings(cfg: DictConfig, name: str, steps: int, init: str | None, run_cfg: DictConfig | None) -> dict:
+    """What a run's numbers depend on: the teacher's and the initialising model's bytes, the whole composed
+    training config (conf/two_pass/*.yaml as read now), data and evaluation."""
+    import hashlib
+
     from nemo_encrl.bench.settings import file_digest
 
-    return {"run": name, "steps": steps, "teacher": file_digest(cfg.teacher), "init": init,
-            "train_corpus": cfg.train_corpus, "student_overrides": list(cfg.get("student_overrides", [])),
-            "overrides": list(cfg.get("overrides", [])), "scratch_overrides": list(cfg.get("scratch_overrides", []))}  # fmt: skip
+    config = hashlib.sha1(OmegaConf.to_yaml(run_cfg, resolve=True).encode()).hexdigest()[:12] if run_cfg else None
+    return {"run": name, "steps": steps, "teacher": file_digest(cfg.teacher), "init": file_digest(init) if init else None,
+            "config": config, "train_corpus": cfg.train_corpus, "eval_corpus": cfg.eval_corpus,
+            "validate_every": int(cfg.validate_every)}  # fmt: skip
 
 
 def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
@@ -147,11 +155,12 @@ def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
     return report
 
 
-def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None) -> dict:
+def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None, config=None) -> dict:
+    """`config(folder)`: the run's training config; `train(folder)`: trains it (resumably) -> .nemo."""
     from nemo_encrl.bench.settings import check_settings, record_settings, stored_settings
 
     folder = Path(cfg.out_dir) / name
-    settings = _settings(cfg, name, steps, init)
+    settings = _settings(cfg, name, steps, init, config(folder) if config else None)
     if (folder / "result.json").exists():
         check_settings(folder, settings)
         print(f"[two-pass bench] {name}: done before, skipped", flush=True)
@@ -173,19 +182,26 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cost_file = out / "cost.json"
+    inputs = {"student_overrides": list(cfg.get("student_overrides", [])), "overrides": list(cfg.get("overrides", [])),
+              "scratch_overrides": list(cfg.get("scratch_overrides", [])), "train_corpus": cfg.train_corpus,
+              "cost": OmegaConf.to_container(cfg.cost)}  # fmt: skip
     if not cost_file.exists():
         print(f"[two-pass bench] measuring step costs ({cfg.cost.steps} steps of each kind)", flush=True)
-        cost_file.write_text(json.dumps(measure_costs(cfg), indent=1))
+        cost_file.write_text(json.dumps({**measure_costs(cfg), "inputs": inputs}, indent=1))
     costs = json.loads(cost_file.read_text())
+    if costs.get("inputs") != inputs:
+        raise ValueError(f"{cost_file} was measured for other models or data ({costs.get('inputs')} then, {inputs} now): "
+                         "give the profile another out_dir")  # fmt: skip
     plan = budgets(cfg, costs)
     results = {"teacher": _run(cfg, "teacher", 0, None, None)}
     init = None
     for stage in STAGES:
         steps = plan["steps"][stage]
-        results[stage] = _run(cfg, f"kd_{stage}", steps,
-                              lambda folder, s=stage, st=steps, i=init: fit_two_pass_kd(stage_config(cfg, s, st, folder, i)),
-                              str(init) if init else None)  # fmt: skip
+        config = lambda folder, s=stage, st=steps, i=init: stage_config(cfg, s, st, folder, i)  # noqa: E731
+        results[stage] = _run(cfg, f"kd_{stage}", steps, lambda folder, c=config: fit_two_pass_kd(c(folder)),
+                              str(init) if init else None, config)  # fmt: skip
         init = Path(results[stage]["nemo"])
-    results["scratch"] = _run(cfg, "scratch", plan["steps"]["scratch"],
-                              lambda folder: fit_two_pass(scratch_config(cfg, plan["steps"]["scratch"], folder)), None)
+    scratch = lambda folder: scratch_config(cfg, plan["steps"]["scratch"], folder)  # noqa: E731
+    results["scratch"] = _run(cfg, "scratch", plan["steps"]["scratch"], lambda folder: fit_two_pass(scratch(folder)),
+                              None, scratch)  # fmt: skip
     return write_report(cfg, costs, plan, results)
