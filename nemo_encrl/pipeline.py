@@ -48,6 +48,8 @@ def run_demo(cfg: DictConfig) -> dict:
     corpus = Path("data/corpus") / profile.name
     data = [f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
             f"model.validation_ds.manifest_filepath={corpus}/dev_manifest.json"]  # fmt: skip
+    # the demo's runs are bounded by wall-clock (+trainer.max_time): a dev validation and checkpoint per epoch
+    data += ["trainer.val_check_interval=1.0", "trainer.check_val_every_n_epoch=1"]
     students = [*data, *cfg.overrides]  # every student run: stage 1, stage 2, scratch
     steps = 3 if cfg.teacher_only else 7
     log.info("[1/%d] corpus '%s' -> %s", steps, profile.name, corpus)

@@ -83,6 +83,14 @@ def bound_steps(cfg: DictConfig) -> None:
     log.info("lhotse + %s: run bounded by max_epochs/max_time, trainer.max_steps set to %d", sched, UNBOUNDED_STEPS)
 
 
+def clamp_validation(cfg: DictConfig) -> None:
+    """A run shorter than `trainer.val_check_interval` steps still validates and checkpoints, at its last step."""
+    every, steps = cfg.trainer.get("val_check_interval"), cfg.trainer.get("max_steps") or -1
+    if isinstance(every, int) and not isinstance(every, bool) and 0 < steps < every:
+        with open_dict(cfg):
+            cfg.trainer.val_check_interval = int(steps)
+
+
 def check_output(path: str | Path) -> Path:
     """The .nemo a run will write: its folder must be creatable now, not after hours of training."""
     out = Path(path)
@@ -104,6 +112,7 @@ def run_training(cfg: DictConfig, build_model) -> Path:
 
     check_output(cfg.output_nemo)
     bound_steps(cfg)
+    clamp_validation(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(int(cfg.seed), workers=True)
     callbacks = []

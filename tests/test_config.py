@@ -41,3 +41,34 @@ def test_lhotse_runs_bounded_by_time_or_epochs_get_max_steps():
     cfg = load_config("encrl", "encrl_clip_mse", ["trainer.max_steps=500"])
     bound_steps(cfg)
     assert cfg.trainer.max_steps == 500
+
+
+TRAINING_CONFIGS = [("teacher", "conformer_ctc_bpe_demo", "output_nemo"), ("encrl", "encrl_clip_mse", "output_nemo"),
+                    ("finetune", "ctc_finetune", "output_dir"), ("two_pass", "conformer_rnnt_attention_demo", "output_nemo"),
+                    ("two_pass", "kd_rnnt", "output_nemo"), ("two_pass", "kd_rescorer", "output_nemo"),
+                    ("two_pass", "kd_deep", "output_nemo")]  # fmt: skip
+
+
+@pytest.mark.parametrize("group, name, output", TRAINING_CONFIGS)
+def test_training_configs_checkpoint_by_step_and_write_into_their_run_folder(group, name, output, tmp_path):
+    """Two runs with different exp_dirs never overwrite one file; a checkpoint every N steps, not per epoch
+    (an epoch of LibriSpeech-960 is ~90k steps)."""
+    from omegaconf import OmegaConf
+
+    cfg = load_config(group, name, [f"exp_manager.exp_dir={tmp_path}/one"])
+    assert str(OmegaConf.select(cfg, output)).startswith(f"{tmp_path}/one")
+    assert isinstance(cfg.trainer.val_check_interval, int) and cfg.trainer.check_val_every_n_epoch is None
+
+
+def test_a_run_shorter_than_the_validation_interval_still_validates_at_its_end():
+    from omegaconf import OmegaConf
+
+    from nemo_encrl.training import clamp_validation
+
+    cfg = OmegaConf.create({"trainer": {"val_check_interval": 500, "max_steps": 120}})
+    clamp_validation(cfg)
+    assert cfg.trainer.val_check_interval == 120
+    for trainer in ({"val_check_interval": 500, "max_steps": 9000}, {"val_check_interval": 1.0, "max_steps": 10}):
+        cfg = OmegaConf.create({"trainer": dict(trainer)})
+        clamp_validation(cfg)
+        assert cfg.trainer.val_check_interval == trainer["val_check_interval"]
