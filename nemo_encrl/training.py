@@ -129,7 +129,14 @@ def run_training(cfg: DictConfig, build_model) -> Path:
 
         callbacks.append(RegularizationWarmup(cfg.regularization_warmup_steps))
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks)
-    exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
+    by_step = trainer.check_val_every_n_epoch is None
+    if by_step:  # NeMo's exp_manager compares it with max_epochs (a TypeError on None): hide it for that call
+        trainer.check_val_every_n_epoch = 1
+    try:
+        exp_dir = exp_manager(trainer, cfg.get("exp_manager"))
+    finally:
+        if by_step:
+            trainer.check_val_every_n_epoch = None
     model = build_model(cfg.model, trainer)
     # NeMo's init_from_nemo_model / init_from_pretrained_model / init_from_ptl_ckpt, e.g. to continue
     # from a shipped .nemo when the exp_manager checkpoints of an earlier run are gone

@@ -189,7 +189,7 @@ def test_job_names():
 def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
     """workers: 2 runs the jobs in their own processes, in two waves; the result is the same bench."""
     monkeypatch.chdir(tmp_path)
-    cfg = _tiny_bench(tmp_path, tiny_ctc_nemo, ["workers=2", "families=[{recipe: mse, data: small, seeds: [1]}]", "steps=30",
+    cfg = _tiny_bench(tmp_path, tiny_ctc_nemo, ["workers=2", "families=[{recipe: mse, data: small, seeds: [1]}]", "steps=12",
                                                 "repeat=[]",
                                                 "depths=[2]", "scratch.configs={reg_lr1: {lr: 0.245, regularize_after: 2}}"])
     report = run_bench(cfg)

@@ -222,6 +222,7 @@ def test_streaming_first_pass_equals_offline(model, tiny_corpus):
     from nemo_encrl.streaming import transcribe_cache_aware
 
     files = _files(tiny_corpus, 6)
+    model.eval()  # NeMo's transcribe() leaves the encoder in training mode (its unfreeze() calls train())
     model.encoder.setup_streaming_params()  # before the buffer, which reads the chunk sizes from it
     buffer = CacheAwareStreamingAudioBuffer(model=model, online_normalization=False)
     buffer.append_audio_file(files[0], stream_id=-1)

@@ -4,6 +4,7 @@ factors, each timed in a fresh process right beside the teacher so their ratio s
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,27 @@ def speeds(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dic
     return {**timed["model"], **{f"{k}_teacher": v for k, v in timed["teacher"].items()}}
 
 
+def architecture(model) -> str:
+    """What inference speed depends on: students of one architecture (EncRL, scratch, any recipe) run alike."""
+    enc = model.cfg.encoder
+    return (f"{type(model).__name__}/d{enc.d_model}x{enc.n_layers}/h{enc.n_heads}/ff{enc.ff_expansion_factor}/"
+            f"k{enc.conv_kernel_size}/{enc.subsampling}{enc.subsampling_factor}/{sum(p.numel() for p in model.parameters())}")
+
+
+def speeds_of_architecture(arch: str, nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dict:
+    """Each architecture's speeds are measured once per out_dir (with its first model) and reused: a timing in a
+    fresh process beside the teacher costs as much as scoring the model; `--retime` measures every model again."""
+    store = Path(cfg.out_dir) / "speed_by_architecture.json"
+    known = json.loads(store.read_text()) if store.exists() else {}
+    if arch not in known:
+        known[arch] = {**speeds(nemo, test_manifest, folder, cfg), "speed_of": folder.name,
+                       "speed_timed": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
+        partial = store.with_suffix(f".{os.getpid()}.partial")  # parallel jobs never read half a file
+        partial.write_text(json.dumps(known, indent=1))
+        os.replace(partial, store)
+    return known[arch]
+
+
 def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dict:
     from nemo_encrl.evaluate import evaluate_manifest
     from nemo_encrl.pruning import nonzero_parameters
@@ -27,9 +49,10 @@ def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> di
 
     model = load_ctc_model(path=nemo, what="model")
     report = evaluate_manifest(model, test_manifest)
-    report.update(nonzero_parameters=nonzero_parameters(model), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2))
+    report.update(nonzero_parameters=nonzero_parameters(model), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2),
+                  architecture=architecture(model))  # fmt: skip
     del model
-    return {**report, **speeds(nemo, test_manifest, folder, cfg)}
+    return {**report, **speeds_of_architecture(report["architecture"], nemo, test_manifest, folder, cfg)}
 
 
 def retime(cfg: DictConfig, folders: list[Path], test_manifest: Path) -> list[str]:
