@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +34,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    from nemo_encrl.bench.cost import timed_steps
+    from nemo_encrl.bench.cost import machine, timed_steps
     from nemo_encrl.config import load_config
     from nemo_encrl.models.two_pass import TwoPassModel
     from nemo_encrl.teacher import load_ctc_model
@@ -92,7 +91,7 @@ def main() -> None:
     result = {
         "encoder": f"d{ctc.cfg.encoder.d_model}x{ctc.cfg.encoder.n_layers}", "threads": args.threads,
         "steps": args.steps, "audio_seconds_per_step": round(audio_seconds / args.steps, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "ms_per_step": {k: round(v, 1) for k, v in ms.items()},
         "ms_per_audio_second": {k: round(v * args.steps / audio_seconds, 2) for k, v in ms.items()},
         "relative_to_ctc": {k: round(v / ms["ctc"], 2) for k, v in ms.items()},
