@@ -244,3 +244,15 @@ def test_streaming_first_pass_equals_offline(model, tiny_corpus):
         assert transcribe_cache_aware(model, files, batch_size=4) == [h.text for h in model.transcribe(files, batch_size=4)]
     finally:
         model.change_decoding_strategy(decoder_type="two_pass")
+
+
+def test_hypotheses_too_long_for_the_rescorer_score_minus_infinity(model, tiny_corpus):
+    """An untrained first pass can emit hundreds of tokens; those hypotheses are rejected, not an error."""
+    signal, lengths, _, _ = _batch(model, tiny_corpus, 2)
+    with torch.no_grad():
+        encoded, encoded_len = model.forward(input_signal=signal, input_signal_length=lengths)
+    too_long = [5] * model.attention.max_length
+    scores = model.attention.score(encoded, encoded_len, [[[5, 6], too_long], []])
+    assert scores[1] == [] and scores[0][1] == float("-inf") and scores[0][0] > float("-inf")
+    nbest = ScoredNBest(tokens=[too_long, [5, 6]], texts=["x", "y"], first_pass=[-1.0, -5.0], second_pass=scores[0][::-1])
+    assert nbest.best(0.5, 0.0) == 1

@@ -108,19 +108,22 @@ class AttentionRescorer(nn.Module):
         """log P(h + eos | x) for every hypothesis of every utterance: one list of floats per utterance.
 
         encoded [B, D, T]; hypotheses[b] is utterance b's N-best as token-id lists (an empty one is allowed).
+        A hypothesis longer than the decoder's positions (a first pass emitting garbage) scores -inf.
         """
-        owner = [b for b, hyps in enumerate(hypotheses) for _ in hyps]
-        if not owner:
-            return [[] for _ in hypotheses]
         flat = [list(map(int, h)) for hyps in hypotheses for h in hyps]
-        lengths = torch.tensor([len(h) for h in flat], device=encoded.device)
-        tokens = torch.zeros((len(flat), max(1, int(lengths.max()))), dtype=torch.long, device=encoded.device)
-        for i, h in enumerate(flat):
-            tokens[i, : len(h)] = torch.tensor(h, dtype=torch.long)
-        idx = torch.tensor(owner, device=encoded.device)
-        log_probs, labels, mask = self(encoded[idx], encoded_len[idx], tokens, lengths)
-        picked = log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1) * mask
-        scores = picked.sum(-1).tolist()
+        owner = [b for b, hyps in enumerate(hypotheses) for _ in hyps]
+        scores = [float("-inf")] * len(flat)
+        fits = [i for i, h in enumerate(flat) if len(h) + 1 <= self.max_length]
+        if fits:
+            lengths = torch.tensor([len(flat[i]) for i in fits], device=encoded.device)
+            tokens = torch.zeros((len(fits), max(1, int(lengths.max()))), dtype=torch.long, device=encoded.device)
+            for row, i in enumerate(fits):
+                tokens[row, : len(flat[i])] = torch.tensor(flat[i], dtype=torch.long)
+            idx = torch.tensor([owner[i] for i in fits], device=encoded.device)
+            log_probs, labels, mask = self(encoded[idx], encoded_len[idx], tokens, lengths)
+            picked = (log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1) * mask).sum(-1).tolist()
+            for i, score in zip(fits, picked):
+                scores[i] = score
         out, start = [], 0
         for hyps in hypotheses:
             out.append(scores[start : start + len(hyps)])
