@@ -7,8 +7,10 @@ import torch
 
 from nemo.utils import logging
 
+from nemo_encrl.models.train_dataset import CustomTrainDatasetMixin
 
-class CachedTeacherMixin:
+
+class CachedTeacherMixin(CustomTrainDatasetMixin):
     """For the models that learn from a frozen teacher (EncRL stage 1, stage 2 with a KL term):
     `model.teacher.cache` switches the training steps to the cache (validation and any run without a
     cache keep the teacher online)."""
@@ -51,28 +53,15 @@ class CachedTeacherMixin:
 
         return needed_layout(self.cfg, int(self.cfg.teacher.model.encoder.n_layers))
 
-    def setup_training_data(self, train_data_config):
-        self._building_train_loader = True
-        try:
-            super().setup_training_data(train_data_config)
-        finally:
-            self._building_train_loader = False
-
-    def _setup_dataloader_from_config(self, config):
+    def _train_dataset(self):
         """With model.teacher.cache, the training loader also yields the teacher's cached outputs."""
         cache_dir = self.cfg.get("teacher", {}).get("cache")
-        if not (cache_dir and getattr(self, "_building_train_loader", False) and config.get("use_lhotse")):
-            return super()._setup_dataloader_from_config(config)
-        from nemo.collections.common.data.lhotse import get_lhotse_dataloader_from_config
-
+        if not cache_dir:
+            return None
         from nemo_encrl.cache import TeacherCache
         from nemo_encrl.data.cached_teacher_dataset import LhotseSpeechToTextWithTeacherCache
 
-        return get_lhotse_dataloader_from_config(
-            config, global_rank=self.global_rank, world_size=self.world_size,
-            dataset=LhotseSpeechToTextWithTeacherCache(self.tokenizer, TeacherCache(cache_dir, self._cache_needs())),
-            tokenizer=self.tokenizer,
-        )  # fmt: skip
+        return LhotseSpeechToTextWithTeacherCache(self.tokenizer, TeacherCache(cache_dir, self._cache_needs()))
 
     def _cached_teacher(self, cached: dict) -> tuple:
         from nemo_encrl.cache.reader import teacher_outputs

@@ -24,6 +24,7 @@ from nemo.utils import logging, model_utils
 
 from nemo_encrl.losses import ctc_kl_loss, masked_mse
 from nemo_encrl.losses.rnnt_kd import lattice_kd_loss
+from nemo_encrl.models.train_dataset import CustomTrainDatasetMixin
 from nemo_encrl.models.two_pass import TwoPassModel
 from nemo_encrl.modules.teacher_wrapper import inference_features
 
@@ -71,7 +72,7 @@ def check_teacher_fits(teacher: TwoPassModel, student_cfg: DictConfig, student_t
                              "are compared frame by frame")  # fmt: skip
 
 
-class TwoPassKDModel(TwoPassModel):
+class TwoPassKDModel(CustomTrainDatasetMixin, TwoPassModel):
     def __init__(self, cfg: DictConfig, trainer: Trainer | None = None):
         from nemo_encrl.teacher import load_asr_model
 
@@ -108,24 +109,13 @@ class TwoPassKDModel(TwoPassModel):
         return self
 
     # ---- the rescorer stage's N-best, decoded once ------------------------------------------------------------
-    def setup_training_data(self, train_data_config):
-        self._building_train_loader = True
-        try:
-            super().setup_training_data(train_data_config)
-        finally:
-            self._building_train_loader = False
-
-    def _setup_dataloader_from_config(self, config):
+    def _train_dataset(self):
         source = (self.cfg.get("kd") or {}).get("nbest")
-        if not (source and getattr(self, "_building_train_loader", False) and config.get("use_lhotse")):
-            return super()._setup_dataloader_from_config(config)
-        from nemo.collections.common.data.lhotse import get_lhotse_dataloader_from_config
-
+        if not source:
+            return None
         from nemo_encrl.data.nbest_store import LhotseSpeechToTextWithNBest, read_nbest_store
 
-        dataset = LhotseSpeechToTextWithNBest(self.tokenizer, read_nbest_store(source), str(source))
-        return get_lhotse_dataloader_from_config(config, global_rank=self.global_rank, world_size=self.world_size,
-                                                 dataset=dataset, tokenizer=self.tokenizer)  # fmt: skip
+        return LhotseSpeechToTextWithNBest(self.tokenizer, read_nbest_store(source), str(source))
 
     # ---- losses ----------------------------------------------------------------------------------------------
     def _weight(self, key: str, default: float = 0.0) -> float:
