@@ -122,3 +122,17 @@ def test_every_training_config_buckets_without_a_background_thread(group, name):
     from nemo_encrl.config import load_config
 
     assert load_config(group, name, []).model.train_ds.concurrent_bucketing is False
+
+
+def test_stage1_takes_a_pretrained_name_alone(tiny_corpus, tmp_path, capsys):
+    """`model.teacher.pretrained_name=...` alone reaches NeMo's pretrained loader (no `path=null` needed);
+    with neither, one line names both keys."""
+    from nemo_encrl.cli import main
+
+    data = [f"model.train_ds.manifest_filepath={tiny_corpus}/train_manifest.json",
+            f"model.validation_ds.manifest_filepath={tiny_corpus}/dev_manifest.json", f"output_nemo={tmp_path}/s1.nemo",
+            f"exp_manager.exp_dir={tmp_path}/runs", f"model.tokenizer_dir={tmp_path}/tok"]  # fmt: skip
+    assert main(["distill", "model.teacher.pretrained_name=stt_en_no_such_model", *data]) == 2
+    assert "could not load pretrained teacher 'stt_en_no_such_model'" in capsys.readouterr().err
+    assert main(["distill", *data]) == 2
+    assert "give exactly one of teacher.path (a .nemo file) or teacher.pretrained_name" in capsys.readouterr().err
