@@ -184,14 +184,21 @@ def copy_tokenizer(cfg: DictConfig) -> None:
     log.info("tokenizer of %s copied to %s", cfg.tokenizer_from, tok_dir)
 
 
-def fit_two_pass(cfg: DictConfig) -> Path:
-    """Two-pass model (RNN-T + attention rescorer; encoder optionally from a CTC model) -> .nemo."""
-    from nemo_encrl.models.two_pass import TwoPassModel, check_two_pass_config
+def check_two_pass_inputs(cfg: DictConfig) -> None:
+    """Everything a two-pass run (or distillation stage) can check before its model exists; its tokenizer."""
+    from nemo_encrl.models.two_pass import check_two_pass_config
 
     check_output(cfg.output_nemo)
     check_two_pass_config(cfg.model)
     check_data(cfg)
     copy_tokenizer(cfg)
+
+
+def fit_two_pass(cfg: DictConfig) -> Path:
+    """Two-pass model (RNN-T + attention rescorer; encoder optionally from a CTC model) -> .nemo."""
+    from nemo_encrl.models.two_pass import TwoPassModel
+
+    check_two_pass_inputs(cfg)
     return run_training(cfg, lambda model_cfg, trainer: TwoPassModel(cfg=model_cfg, trainer=trainer))
 
 
@@ -204,17 +211,14 @@ def fit_two_pass_kd(cfg: DictConfig) -> Path:
     `model.kd.init_from` (the previous stage's .nemo) gives the student its architecture and weights; for the
     rescorer stage with `model.kd.nbest`, the student's first-pass N-best of the train set is decoded first
     (once: a second start only decodes what is missing)."""
-    from nemo_encrl.models.two_pass import TwoPassModel, check_two_pass_config
+    from nemo_encrl.models.two_pass import TwoPassModel
     from nemo_encrl.models.two_pass_kd import STAGES, TwoPassKDError, TwoPassKDModel
     from nemo_encrl.teacher import load_asr_model
 
     kd = cfg.model.get("kd") or {}
     if kd.get("stage") not in STAGES:
         raise TwoPassKDError(f"model.kd.stage={kd.get('stage')!r}: choose one of {STAGES}")
-    check_output(cfg.output_nemo)
-    check_two_pass_config(cfg.model)
-    check_data(cfg)
-    copy_tokenizer(cfg)
+    check_two_pass_inputs(cfg)
     init = None
     if kd.get("init_from"):
         init = load_asr_model(path=kd.init_from, what="model.kd.init_from", kind=TwoPassModel)

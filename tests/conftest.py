@@ -127,22 +127,27 @@ def tiny_students(tiny_encrl_nemo, tiny_corpus, tmp_path_factory) -> dict:
 
 
 # the two-pass demo teacher recipe shrunk to seconds: encoder and tokenizer from the tiny CTC model
-TINY_TWO_PASS_OVERRIDES = [
-    "model.encoder.d_model=32",
-    "model.encoder.n_layers=2",
-    "model.encoder.n_heads=2",
-    "model.encoder.conv_kernel_size=7",
-    "model.encoder.att_context_size=[16,3]",
-    "model.model_defaults.pred_hidden=32",
-    "model.model_defaults.joint_hidden=32",
-    "model.aux_attn.decoder.hidden_size=24",  # narrower than the encoder: the adapter is used
-    "model.aux_attn.decoder.inner_size=48",
-    "model.aux_attn.decoder.num_attention_heads=2",
-    "model.aux_attn.decoder.num_layers=1",
-    "model.aux_attn.first_pass_decoding.beam.beam_size=4",
-    *TINY_TRAINING,
-    "trainer.val_check_interval=3",
-]
+def tiny_two_pass_model(width: int, beam: int) -> list[str]:
+    """A 2-layer two-pass model `width` wide (encoder, prediction and joint), its attention decoder 24 wide."""
+    return [
+        f"model.encoder.d_model={width}",
+        "model.encoder.n_layers=2",
+        "model.encoder.n_heads=2",
+        "model.encoder.conv_kernel_size=7",
+        "model.encoder.att_context_size=[16,3]",
+        f"model.model_defaults.pred_hidden={width}",
+        f"model.model_defaults.joint_hidden={width}",
+        "model.aux_attn.decoder.hidden_size=24",  # narrower than a 32-wide encoder: the adapter is used
+        "model.aux_attn.decoder.inner_size=48",
+        "model.aux_attn.decoder.num_attention_heads=2",
+        "model.aux_attn.decoder.num_layers=1",
+        f"model.aux_attn.first_pass_decoding.beam.beam_size={beam}",
+        *TINY_TRAINING,
+        "trainer.val_check_interval=3",
+    ]
+
+
+TINY_TWO_PASS_OVERRIDES = tiny_two_pass_model(32, beam=4)
 
 
 def tiny_two_pass_overrides(ctc: Path, corpus: Path, work: Path) -> list[str]:
@@ -166,22 +171,7 @@ def tiny_two_pass_nemo(tiny_ctc_nemo, tiny_corpus, tmp_path_factory) -> Path:
 
 
 # the two-pass distillation stages shrunk to seconds: a d24 x 2 student of the tiny two-pass teacher
-TINY_KD_OVERRIDES = [
-    "model.encoder.d_model=24",
-    "model.encoder.n_layers=2",
-    "model.encoder.n_heads=2",
-    "model.encoder.conv_kernel_size=7",
-    "model.encoder.att_context_size=[16,3]",
-    "model.model_defaults.pred_hidden=24",
-    "model.model_defaults.joint_hidden=24",
-    "model.aux_attn.decoder.hidden_size=24",
-    "model.aux_attn.decoder.inner_size=48",
-    "model.aux_attn.decoder.num_attention_heads=2",
-    "model.aux_attn.decoder.num_layers=1",
-    "model.aux_attn.first_pass_decoding.beam.beam_size=3",
-    *TINY_TRAINING,
-    "trainer.val_check_interval=3",
-]
+TINY_KD_OVERRIDES = tiny_two_pass_model(24, beam=3)
 
 
 def tiny_kd_overrides(stage: str, teacher: Path, corpus: Path, work: Path, init: Path | None = None) -> list[str]:

@@ -28,9 +28,9 @@ def corpus_dir(name: str) -> Path:
 
 
 def train_hours(cfg: DictConfig, data: str) -> float:
-    from nemo_encrl.data.manifest import read_manifest
+    from nemo_encrl.data.manifest import manifest_hours
 
-    return sum(float(r["duration"]) for r in read_manifest(corpus_dir(cfg.data[data].corpus) / "train_manifest.json")) / 3600
+    return manifest_hours(corpus_dir(cfg.data[data].corpus) / "train_manifest.json")
 
 
 def _encoder(cfg: DictConfig) -> list[str]:

@@ -31,13 +31,15 @@ UNCACHEABLE_INPUT_OPTIONS = {
 }
 
 
-def check_cacheable_inputs(train_ds: DictConfig) -> None:
-    """Refuse data options that make the teacher's outputs differ from epoch to epoch."""
+def check_cacheable_inputs(train_ds: DictConfig, reader: str = "the teacher", switch: str = "model.teacher.cache=null",
+                           error=TeacherCacheError) -> None:  # fmt: skip
+    """Refuse data options that make what `reader` computes from the training audio differ from epoch to epoch
+    (the teacher cache; the two-pass rescorer stage's N-best store)."""
     for key, what in UNCACHEABLE_INPUT_OPTIONS.items():
         if train_ds.get(key):
-            raise TeacherCacheError(
-                f"model.train_ds.{key}={train_ds.get(key)!r} ({what}) changes the audio the teacher would see at "
-                "every epoch, so its outputs cannot be cached: set model.teacher.cache=null or turn it off"
+            raise error(
+                f"model.train_ds.{key}={train_ds.get(key)!r} ({what}) changes the audio {reader} would see at "
+                f"every epoch, so its outputs cannot be cached: set {switch} or turn it off"
             )
 
 

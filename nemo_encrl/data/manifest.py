@@ -40,6 +40,11 @@ def read_manifest(path: str | Path) -> list[dict]:
     return rows
 
 
+def manifest_hours(path: str | Path) -> float:
+    """Hours of audio a manifest lists (its `duration`s)."""
+    return sum(float(r["duration"]) for r in read_manifest(path)) / 3600
+
+
 def resolve_audio(row: dict, manifest: Path) -> Path:
     """NeMo resolves relative audio paths against the manifest's folder; so do we."""
     audio = Path(row["audio_filepath"])

@@ -44,15 +44,10 @@ def build_nbest_store(model, train_ds: DictConfig, out: str | Path, batch_size: 
     from lhotse.dataset import AudioSamples
     from tqdm import tqdm
 
-    from nemo_encrl.cache.reader import train_cuts
+    from nemo_encrl.cache.reader import check_cacheable_inputs, train_cuts
     from nemo_encrl.models.two_pass_decoding import nbest_from_decoding
 
-    from nemo_encrl.cache.reader import UNCACHEABLE_INPUT_OPTIONS
-
-    for key, what in UNCACHEABLE_INPUT_OPTIONS.items():  # the cut ids (or audio) would change from epoch to epoch
-        if train_ds.get(key):
-            raise NBestStoreError(f"model.train_ds.{key}={train_ds.get(key)!r} ({what}): the N-best of the train set "
-                                  "cannot be decoded once; turn it off or set model.kd.nbest=null")  # fmt: skip
+    check_cacheable_inputs(train_ds, "the student's first pass", "model.kd.nbest=null", NBestStoreError)
     if train_ds.get("is_tarred") or train_ds.get("shar_path"):
         raise NBestStoreError("model.train_ds: tarred/shar input repeats endlessly; the N-best store needs a manifest or cuts")
     out = Path(out)
@@ -61,7 +56,6 @@ def build_nbest_store(model, train_ds: DictConfig, out: str | Path, batch_size: 
         out.write_text(text[: text.rfind("\n") + 1])
     done = set(read_nbest_store(out)) if out.exists() else set()
     cuts = [c for c in train_cuts(train_ds) if c.id not in done]
-    size = int(model.cfg.aux_attn.first_pass_decoding.beam.beam_size)
     load = AudioSamples()
     model.eval()
     with out.open("a") as f:
@@ -70,7 +64,7 @@ def build_nbest_store(model, train_ds: DictConfig, out: str | Path, batch_size: 
             audio, lengths = load(batch)
             with torch.no_grad():
                 encoded, encoded_len = model.forward(input_signal=audio.to(model.device), input_signal_length=lengths.to(model.device))
-            for cut, nbest in zip(batch, nbest_from_decoding(model.nbest_decoding, encoded, encoded_len, size)):
+            for cut, nbest in zip(batch, nbest_from_decoding(model.nbest_decoding, encoded, encoded_len, model.nbest_size)):
                 f.write(json.dumps({"id": cut.id, "nbest": nbest.tokens}) + "\n")
             f.flush()
     return out

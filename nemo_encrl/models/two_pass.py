@@ -99,10 +99,14 @@ class TwoPassModel(EncDecRNNTBPEModel):
             self.cfg.aux_attn.rescoring.weight = float(weight)
             self.cfg.aux_attn.rescoring.length_bonus = float(length_bonus)
 
+    @property
+    def nbest_size(self) -> int:
+        """How many distinct first-pass hypotheses the second pass rescores (the beam size)."""
+        return int(self.cfg.aux_attn.first_pass_decoding.beam.beam_size)
+
     def score_nbest(self, encoded: torch.Tensor, encoded_len: torch.Tensor) -> list[ScoredNBest]:
         """First-pass N-best with s1 and s2 for every hypothesis (encoder output [B, D, T])."""
-        size = int(self.cfg.aux_attn.first_pass_decoding.beam.beam_size)
-        nbests = nbest_from_decoding(self.nbest_decoding, encoded, encoded_len, size)
+        nbests = nbest_from_decoding(self.nbest_decoding, encoded, encoded_len, self.nbest_size)
         add_second_pass(nbests, self.attention, encoded, encoded_len)
         return nbests
 

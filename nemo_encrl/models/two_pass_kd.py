@@ -26,6 +26,7 @@ from nemo_encrl.losses import ctc_kl_loss, masked_mse
 from nemo_encrl.losses.rnnt_kd import lattice_kd_loss
 from nemo_encrl.models.train_dataset import CustomTrainDatasetMixin
 from nemo_encrl.models.two_pass import TwoPassModel
+from nemo_encrl.modules.attention_rescorer import pad_token_lists
 from nemo_encrl.modules.teacher_wrapper import inference_features
 
 STAGES = ("rnnt", "rescorer", "deep")
@@ -60,10 +61,9 @@ def check_teacher_fits(teacher: TwoPassModel, student_cfg: DictConfig, student_t
         raise TwoPassKDError(f"model.kd.teacher.path={source}: its tokenizer ({teacher.tokenizer.vocab_size} pieces) "
                              f"differs from the student's model.tokenizer.dir={student_cfg.tokenizer.dir} "
                              f"({student_tokenizer.vocab_size}); the lattices must share one vocabulary")  # fmt: skip
-    features = lambda c: {k: v for k, v in OmegaConf.to_container(c.preprocessor, resolve=True).items() if k != "dither"}  # noqa: E731
-    if features(teacher.cfg) != features(student_cfg):
-        changed = sorted(k for k in features(teacher.cfg).keys() | features(student_cfg).keys()
-                         if features(teacher.cfg).get(k) != features(student_cfg).get(k))  # fmt: skip
+    ours, theirs = ({k: v for k, v in OmegaConf.to_container(c.preprocessor, resolve=True).items() if k != "dither"}
+                    for c in (student_cfg, teacher.cfg))  # fmt: skip
+    if changed := sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)):
         raise TwoPassKDError(f"model.preprocessor.{changed[0]}: the student's features differ from the teacher {source}'s "
                              "(the teacher reads the student's features): use the teacher's preprocessor")  # fmt: skip
     t, s = int(teacher.cfg.encoder.subsampling_factor), int(student_cfg.encoder.subsampling_factor)
@@ -163,10 +163,7 @@ class TwoPassKDModel(CustomTrainDatasetMixin, TwoPassModel):
         flat = [h for hyps in nbests for h in hyps]
         if not flat:
             return enc.new_zeros(())
-        lengths = torch.tensor([len(h) for h in flat], device=enc.device)
-        tokens = torch.zeros((len(flat), max(1, int(lengths.max()))), dtype=torch.long, device=enc.device)
-        for i, h in enumerate(flat):
-            tokens[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+        tokens, lengths = pad_token_lists(flat, enc.device)
         idx = torch.tensor(owner, device=enc.device)
         return self._attention_kd(enc[idx], enc_len[idx], t_enc[idx], t_len[idx], tokens, lengths)
 

@@ -14,6 +14,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from nemo_encrl.losses.masking import frame_mask
+
 
 class TwoPassConfigError(ValueError):
     pass
@@ -37,8 +39,13 @@ def special_token_ids(cfg: DictConfig, tokenizer) -> tuple[int, int, int]:
     return bos, eos, 8 * math.ceil((max(vocab, bos, eos) + 1) / 8)  # a multiple of 8, as NeMo's AED models
 
 
-def lengths_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]
+def pad_token_lists(sequences: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> zero-padded ids [N, max(1, longest)] and their lengths [N] (empty lists allowed)."""
+    lengths = torch.tensor([len(h) for h in sequences], device=device)
+    tokens = torch.zeros((len(sequences), max([1, *map(len, sequences)])), dtype=torch.long, device=device)
+    for i, h in enumerate(sequences):
+        tokens[i, : len(h)] = torch.tensor(h, dtype=torch.long)
+    return tokens, lengths
 
 
 class AttentionRescorer(nn.Module):
@@ -85,7 +92,7 @@ class AttentionRescorer(nn.Module):
         inputs = torch.cat([bos, tokens], dim=1)
         labels = torch.cat([tokens, torch.zeros_like(bos)], dim=1)
         labels[torch.arange(batch, device=tokens.device), lengths.long()] = self.eos_id
-        return inputs, labels, lengths_mask(lengths.long() + 1, width + 1)
+        return inputs, labels, frame_mask(lengths.long() + 1, width + 1)
 
     def forward(self, encoded: torch.Tensor, encoded_len: torch.Tensor, tokens: torch.Tensor,
                 token_len: torch.Tensor):  # fmt: skip
@@ -94,7 +101,7 @@ class AttentionRescorer(nn.Module):
         states = self.adapter(encoded.transpose(1, 2))
         hidden = self.decoder(
             input_ids=inputs, decoder_mask=mask.to(states.dtype), encoder_embeddings=states,
-            encoder_mask=lengths_mask(encoded_len, states.shape[1]).to(states.dtype),
+            encoder_mask=frame_mask(encoded_len, states.shape[1]).to(states.dtype),
         )  # fmt: skip
         return self.head(hidden_states=hidden), labels, mask
 
@@ -115,10 +122,7 @@ class AttentionRescorer(nn.Module):
         scores = [float("-inf")] * len(flat)
         fits = [i for i, h in enumerate(flat) if len(h) + 1 <= self.max_length]
         if fits:
-            lengths = torch.tensor([len(flat[i]) for i in fits], device=encoded.device)
-            tokens = torch.zeros((len(fits), max(1, int(lengths.max()))), dtype=torch.long, device=encoded.device)
-            for row, i in enumerate(fits):
-                tokens[row, : len(flat[i])] = torch.tensor(flat[i], dtype=torch.long)
+            tokens, lengths = pad_token_lists([flat[i] for i in fits], encoded.device)
             idx = torch.tensor([owner[i] for i in fits], device=encoded.device)
             log_probs, labels, mask = self(encoded[idx], encoded_len[idx], tokens, lengths)
             picked = (log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1) * mask).sum(-1).tolist()

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nemo_encrl.bench.run import corpus_dir
 from nemo_encrl.config import load_config
-
-STAGES = ("rnnt", "rescorer", "deep")
+from nemo_encrl.models.two_pass_kd import STAGES
 
 
 def _data(cfg: DictConfig, folder: Path, steps: int) -> list[str]:
-    corpus, evals = Path("data/corpus") / cfg.train_corpus, Path("data/corpus") / cfg.eval_corpus
+    corpus, evals = corpus_dir(cfg.train_corpus), corpus_dir(cfg.eval_corpus)
     return [f"model.train_ds.manifest_filepath={corpus}/train_manifest.json",
             f"model.validation_ds.manifest_filepath={evals}/dev_manifest.json",
             f"model.tokenizer.dir={Path(cfg.out_dir) / 'tokenizer'}", f"exp_manager.exp_dir={folder / 'runs'}",
@@ -98,9 +98,9 @@ def measure_costs(cfg: DictConfig) -> dict:
         model.eval()
         with torch.no_grad():
             enc, enc_len = model.forward(input_signal=batch[0], input_signal_length=batch[1])
-        nbest_from_decoding(model.nbest_decoding, enc, enc_len, int(model.cfg.aux_attn.first_pass_decoding.beam.beam_size))
+        nbest_from_decoding(model.nbest_decoding, enc, enc_len, model.nbest_size)
 
-    size = int(models["rescorer"].cfg.aux_attn.first_pass_decoding.beam.beam_size)
+    size = models["rescorer"].nbest_size
 
     def with_nbest(step):  # N copies of each transcript stand in for its N-best: the same attention work
         return lambda b: step((*b[:4], [[t[: int(n)].tolist()] * size for t, n in zip(b[2], b[3])]))
@@ -115,10 +115,10 @@ def measure_costs(cfg: DictConfig) -> dict:
 
 def budgets(cfg: DictConfig, costs: dict) -> dict:
     """Steps per run and compute in scratch-step units; the scratch student's steps equal the stages' compute."""
-    from nemo_encrl.data.manifest import read_manifest
+    from nemo_encrl.data.manifest import manifest_hours
 
     ms = costs["ms"]
-    hours = sum(float(r["duration"]) for r in read_manifest(Path("data/corpus") / cfg.train_corpus / "train_manifest.json")) / 3600
+    hours = manifest_hours(corpus_dir(cfg.train_corpus) / "train_manifest.json")
     decode_batches = math.ceil(hours * 3600 / costs["audio_seconds_per_batch"])
     units = {stage: int(cfg.steps[stage]) * ms[stage] / ms["scratch"] for stage in STAGES}
     units["rescorer"] += decode_batches * ms["nbest_decode"] / ms["scratch"]  # the N-best store, decoded once
@@ -145,7 +145,7 @@ def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
     from nemo_encrl.models.two_pass import TwoPassModel
     from nemo_encrl.two_pass_eval import decode_manifest, tune_rescoring, two_pass_report
 
-    evals = Path("data/corpus") / cfg.eval_corpus
+    evals = corpus_dir(cfg.eval_corpus)
     model = TwoPassModel.restore_from(nemo, map_location="cpu")
     choice = tune_rescoring(decode_manifest(model, evals / "dev_manifest.json", progress=False))
     test = decode_manifest(model, evals / "test_manifest.json", progress=False)
