@@ -6,9 +6,9 @@
 #       model.train_ds.manifest_filepath=data/corpus/demo/train_manifest.json \
 #       model.validation_ds.manifest_filepath=data/corpus/demo/dev_manifest.json \
 #       model.encoder.n_layers=6 model.encoder.d_model=96 \
-#       model.loss.clip.weight=1.0 model.loss.mse_logprobs.weight=1.0 \
 #       trainer.max_steps=3000
 #
+# The loss weights are the config's (model.loss.*); docs/ENCRL.md says how they were chosen.
 # Started again with the same exp_manager settings, it resumes from the last checkpoint.
 # With model.teacher.cache=<folder> (made by examples/cache_teacher.py with the same config), the
 # training steps read the teacher's outputs from the cache instead of running the teacher.

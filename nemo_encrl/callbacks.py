@@ -102,6 +102,16 @@ class StepProgressBar(pl.callbacks.TQDMProgressBar):
     to that budget, starting at the resumed step, and the description names the epoch.
     """
 
+    def init_train_tqdm(self):
+        """The bar goes to the terminal even while a quiet job's output goes to its log file."""
+        from nemo_encrl.joblog import terminal
+
+        bar = super().init_train_tqdm()
+        if (stream := terminal()) is not None:
+            bar.fp = stream
+            bar.sp = bar.status_printer(stream)
+        return bar
+
     def _steps_known(self, trainer) -> bool:
         from nemo_encrl.training import UNBOUNDED_STEPS
 

@@ -117,11 +117,12 @@ def _bench(args) -> Path:
 def _evaluate(args) -> dict:
     from nemo.collections.asr.models import EncDecCTCModel
 
+    from nemo_encrl.device import pick_device
     from nemo_encrl.evaluate import evaluate_manifest, format_report, manifest_vocabulary, write_report
     from nemo_encrl.models.two_pass import TwoPassModel
     from nemo_encrl.teacher import TeacherError, load_asr_model
 
-    model = load_asr_model(path=args.model, what="model")
+    model = load_asr_model(path=args.model, what="model", map_location=pick_device(args.device))
     if isinstance(model, TwoPassModel):
         return _evaluate_two_pass(model, args)
     if not isinstance(model, EncDecCTCModel):
@@ -208,10 +209,16 @@ def _two_pass_export(args) -> Path:
 
 
 def _demo(args) -> dict:
+    from omegaconf import open_dict
+
     from nemo_encrl.config import load_config
     from nemo_encrl.pipeline import run_demo
 
-    return run_demo(load_config("demo", args.config, args.overrides))
+    cfg = load_config("demo", args.config, args.overrides)
+    with open_dict(cfg):
+        cfg.command = " ".join(["nemo-encrl demo", *(["--config", args.config] if args.config != "demo" else []),
+                                *args.overrides])  # fmt: skip
+    return run_demo(cfg)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -306,11 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's training manifest: also report errors on words seen / unseen in its transcripts")
     p.add_argument("--streaming", action="store_true",
                    help="two-pass models: also run the first pass through NeMo's cache-aware streaming")
+    p.add_argument("--device", default="auto", help="auto (the GPU when there is one, with TF32) | cpu | cuda[:N]; "
+                   "the real-time factor is that of this device")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("demo", help="the README's main job on the offline default, end to end (conf/demo/)")
     p.add_argument("--config", default="demo", help="name in conf/demo/ or a YAML path")
-    p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. teacher_only=true 'depths=[6,4,2]'")
+    p.add_argument("overrides", nargs="*", help="Hydra-style overrides of the bench profile, e.g. steps=1000 'depths=[6,4,2]'")
     p.set_defaults(func=_demo)
     return parser
 

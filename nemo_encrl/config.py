@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +54,12 @@ def _with_defaults(group: str, path: Path, seen: tuple[Path, ...] = ()) -> DictC
     itself (`_self_`) last unless listed; what `hydra_runner` does for the example scripts."""
     if path in seen:
         raise ValueError(f"config {path}: its defaults include itself ({' -> '.join(p.name for p in (*seen, path))})")
-    cfg = OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as e:  # one line naming the file and the place, not a parser traceback
+        where = getattr(e, "problem_mark", None)
+        at = f" line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise ValueError(f"config {path}:{at}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
     defaults = cfg.pop("defaults", None)
     if not defaults:
         return cfg

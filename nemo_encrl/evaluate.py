@@ -81,6 +81,7 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabul
         audio_seconds=round(audio_seconds, 2),
         transcribe_seconds=round(elapsed, 2),
         rtf=elapsed / audio_seconds,
+        device=str(next(model.parameters()).device),
         examples=[{"ref": r["text"], "hyp": h} for r, h in list(zip(rows, hyps))[:5]],
     )
     return report
@@ -105,7 +106,7 @@ def format_report(report: dict, name: str = "model") -> str:
         f"{name}: WER {100 * report['wer']:.2f}% (S {report['substitutions']}, D {report['deletions']}, "
         f"I {report['insertions']} / {report['reference_words']} words), CER {100 * report['cer']:.2f}%, "
         f"{report['utterances']} utterances, {report['parameters'] / 1e6:.2f}M parameters, "
-        f"RTF {report['rtf']:.4f}"
+        f"RTF {report['rtf']:.4f} ({report.get('device', 'cpu')})"
     )
     if seen := report.get("seen_words"):
         missed = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731

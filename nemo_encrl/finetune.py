@@ -65,6 +65,13 @@ def distillation(cfg: DictConfig):
     return CTCTeacherKLModel
 
 
+def _take_encoder_config(cfg: DictConfig, source) -> None:
+    """A student cut from `source` has its encoder: so does the config, whose schedule reads
+    model.encoder.d_model (NeMo's Noam peak depends on it), whatever model.encoder said before."""
+    with open_dict(cfg):
+        cfg.model.encoder = copy.deepcopy(source.cfg.encoder)
+
+
 def _run_config(cfg: DictConfig, depth: int) -> DictConfig:
     """The per-depth run: its own exp_manager name (so each resumes on its own) and output file."""
     run = copy.deepcopy(cfg)
@@ -100,6 +107,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         too_deep = [d for d in depths if not 1 <= d <= depth]
         if too_deep:
             raise StudentError(f"init.depths {too_deep} not possible: the stage-1 student has {depth} layers")
+        _take_encoder_config(cfg, stage1)
     elif source == "teacher":
         if not init.get("teacher"):
             raise StudentError("init.from=teacher needs init.teacher: the model whose layers are kept")
@@ -108,6 +116,7 @@ def finetune_students(cfg: DictConfig) -> dict[int, dict]:
         too_deep = [d for d in depths if not 1 <= d <= depth]
         if too_deep:
             raise StudentError(f"init.depths {too_deep} not possible: the teacher has {depth} layers")
+        _take_encoder_config(cfg, teacher)
     else:
         if not init.get("teacher"):
             raise StudentError("init.teacher is not set: scratch students take the teacher's tokenizer and preprocessor")

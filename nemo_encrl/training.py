@@ -53,15 +53,20 @@ def check_data(cfg: DictConfig) -> None:
     validate_manifest(cfg.model.validation_ds.manifest_filepath, sample_rate=sr)
 
 
+def check_sample_rate(cfg: DictConfig, sample_rate: int | None) -> None:
+    """Training audio at another rate than the model's is refused, as `evaluate` refuses it: lhotse would
+    resample it silently. Run once the model exists (a student's rate is its teacher's), before any step."""
+    if not sample_rate:
+        return
+    for section in ("train_ds", "validation_ds"):
+        manifest = cfg.model.get(section, {}).get("manifest_filepath")
+        if isinstance(manifest, str) and Path(manifest).is_file():
+            validate_manifest(manifest, sample_rate=int(sample_rate))
+
+
 # NeMo schedulers that do not depend on the total number of steps (they only stop at max_steps)
 STEP_FREE_SCHEDULERS = ("NoamAnnealing", "InverseSquareRootAnnealing", "SquareRootAnnealing", "NoamHoldAnnealing")
 UNBOUNDED_STEPS = 10_000_000
-
-
-def max_time(seconds: float) -> str:
-    """Lightning's `trainer.max_time` format, DD:HH:MM:SS."""
-    s = max(1, int(round(seconds)))
-    return f"{s // 86400:02d}:{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def bound_steps(cfg: DictConfig) -> None:
@@ -110,7 +115,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     import lightning.pytorch as pl
     from nemo.utils.exp_manager import exp_manager
 
+    from nemo_encrl.device import enable_tf32
+
     check_output(cfg.output_nemo)
+    enable_tf32()
     bound_steps(cfg)
     clamp_validation(cfg)
     if cfg.get("seed") is not None:
@@ -138,6 +146,7 @@ def run_training(cfg: DictConfig, build_model) -> Path:
         if by_step:
             trainer.check_val_every_n_epoch = None
     model = build_model(cfg.model, trainer)
+    check_sample_rate(cfg, model.cfg.get("sample_rate"))
     # NeMo's init_from_nemo_model / init_from_pretrained_model / init_from_ptl_ckpt, e.g. to continue
     # from a shipped .nemo when the exp_manager checkpoints of an earlier run are gone
     model.maybe_init_from_pretrained_checkpoint(cfg)

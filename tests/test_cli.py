@@ -1,5 +1,4 @@
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -56,47 +55,46 @@ def test_evaluate_command_writes_json(tiny_ctc_nemo, tiny_corpus, tmp_path, caps
     assert seen["seen_words"] + seen["unseen_words"] == data["reference_words"] and seen["unseen_words"] > 0
 
 
-@pytest.mark.slow
-def test_demo_pipeline_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeypatch, capsys, caplog):
-    """corpus -> teacher -> stage 1 -> stage 2 at two depths -> scratch on the same budget -> table."""
-    from conftest import TINY_STUDENT_OVERRIDES
+def _tiny_demo_argv(teacher) -> list[str]:
+    from conftest import TINY_TRAINING
 
+    training = [o for o in TINY_TRAINING if not o.startswith("trainer.max_steps")] + ["model.encoder.conv_kernel_size=7"]
+    return ["demo", f"teacher={teacher}", "data.small.corpus=tiny", "eval_corpus=tiny", "out_dir=out",
+            "report=out/bench_report.md", "depths=[2,1]", "steps=8", "stage1_steps=3", "validate_every=4",
+            "cost.steps=2", "cost.warmup=1", "speed.utterances=2", "speed.repeats=1",
+            "student={d_model: 16, n_layers: 2, n_heads: 2}", f"overrides=[{','.join(training)}]"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_demo_in_steps_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeypatch, capsys):
+    """teacher scored -> cache -> one stage 1 -> students at two depths -> scratch partners on the same
+    compute -> the table with steps and wall-clock, a verdict and the plot; the same command reuses it all."""
     monkeypatch.chdir(tmp_path)
-    argv = ["demo", "profile=tiny", f"teacher={tiny_ctc_nemo}", "out=out", "depths=[2,1]",
-            "stage1_minutes=0.2", "stage2_minutes=0.2", f"overrides=[{','.join(TINY_STUDENT_OVERRIDES)}]"]  # fmt: skip
+    argv = _tiny_demo_argv(tiny_ctc_nemo)
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr().out
     table = (tmp_path / "out" / "results.md").read_text()
-    for name in ("teacher", "encrl_L2", "scratch_L2", "encrl_L1", "scratch_L1"):
-        assert f"| {name} |" in table and f"| {name} |" in out
+    for name in ("teacher", "mse_small_L2_s1", "scratch-noreg_small_L2_s1", "mse_small_L1_s1", "scratch-noreg_small_L1_s1"):
+        assert f"| {name} |" in table and f"| {name} |" in printed
     rows = {r["name"]: r for r in json.loads((tmp_path / "out" / "results.json").read_text())}
     assert rows["teacher"]["utterances"] == 12
-    # scratch got EncRL's total wall-clock (stage 1 + its stage 2) as its budget, and no more than that
-    assert rows["scratch_L2"]["parameters"] == rows["encrl_L2"]["parameters"]
-    assert rows["scratch_L1"]["parameters"] < rows["scratch_L2"]["parameters"]
-    assert rows["scratch_L2"]["train_seconds"] <= rows["encrl_L2"]["train_seconds"] + 60
-    # stage 1 read the teacher cache, whose build time is part of EncRL's wall-clock
-    cache = json.loads((tmp_path / "out" / "teacher_cache" / "cache.json").read_text())
-    assert cache["complete"] and cache["summary"]["utterances"] == 40
-    assert rows["encrl_L2"]["train_seconds"] >= cache["summary"]["build_seconds"]
-    # a second run reuses every finished step
-    caplog.clear()
-    caplog.set_level(logging.INFO, logger="nemo_encrl")
+    for depth in (2, 1):  # budgets in steps: scratch gets `steps`, EncRL gives up its share of stage 1
+        scratch, encrl = rows[f"scratch-noreg_small_L{depth}_s1"], rows[f"mse_small_L{depth}_s1"]
+        assert scratch["steps"] == 8 and 1 <= encrl["steps"] < 8
+        assert f"| 3 (stage 1, shared) + {encrl['steps']} |" in table
+        assert scratch["parameters"] == encrl["parameters"]
+        assert f"- {depth} layers: EncRL " in table
+    assert rows["scratch-noreg_small_L1_s1"]["parameters"] < rows["scratch-noreg_small_L2_s1"]["parameters"]
+    assert json.loads((tmp_path / "out" / "teacher_cache_small" / "cache.json").read_text())["complete"]
+    assert (tmp_path / "out" / "plots" / "demo_dev_wer_vs_compute.png").stat().st_size > 1000
+    assert "Command: `nemo-encrl demo teacher=" in (tmp_path / "out" / "bench_report.md").read_text()
+    # the same command again: every run is reused (settings match), the same table comes out
     assert main(argv) == 0
-    assert caplog.text.count("reusing") >= 5
-    assert "is complete (40 utterances); nothing to do" in caplog.text
-
-
-@pytest.mark.slow
-def test_demo_retrains_teacher_on_request(tmp_path, monkeypatch, capsys):
-    from conftest import TINY_MODEL_OVERRIDES
-
-    monkeypatch.chdir(tmp_path)
-    argv = ["demo", "profile=tiny", "retrain_teacher=true", "teacher_only=true", "out=out",
-            f"teacher_overrides=[{','.join(TINY_MODEL_OVERRIDES)}]"]  # fmt: skip
-    assert main(argv) == 0
-    assert (tmp_path / "out" / "teacher.nemo").exists()
-    assert "| teacher |" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert again.count("done before, skipped") == 5 and (tmp_path / "out" / "results.md").read_text() == table
+    # other settings never silently reuse a finished run
+    assert main([*argv, "stage1_steps=4"]) == 2
+    assert "was made with other settings" in capsys.readouterr().err
 
 
 def test_training_command_exits_when_it_stops_mid_epoch(tiny_corpus, tmp_path):

@@ -16,6 +16,13 @@ def test_unknown_key_is_named():
         load_config("teacher", "conformer_ctc_bpe_demo", ["model.optim.lrr=1"])
 
 
+def test_broken_yaml_is_named_in_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: {b: ${x.y}}\n")  # an unquoted interpolation inside a flow mapping
+    with pytest.raises(ValueError, match=r"config .*bad.yaml: line 1, column \d+: not valid YAML"):
+        load_config("demo", str(bad))
+
+
 def test_unknown_config_lists_known():
     with pytest.raises(FileNotFoundError, match="conformer_ctc_bpe_demo"):
         load_config("teacher", "nope")

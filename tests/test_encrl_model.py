@@ -127,9 +127,33 @@ def test_resume_from_checkpoint(tiny_encrl_nemo, tiny_ctc_nemo, tiny_corpus, cap
 
     work = tiny_encrl_nemo.parent
     fit_encrl(_cfg(tiny_ctc_nemo, tiny_corpus, work, "trainer.max_steps=5"))
-    ckpt = torch.load(next(work.glob("runs/*/checkpoints/*last.ckpt")), map_location="cpu", weights_only=False)
+    last = next(work.glob("runs/*/checkpoints/*last.ckpt"))
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 5
     assert "Restored all states from the checkpoint" in caplog.text
+    # checkpoints leave out the frozen teacher: a digest of it instead, the teacher re-attached on load
+    assert not any(k.startswith("teacher.") for k in ckpt["state_dict"]) and ckpt["nemo_encrl_teacher"]["digest"]
+
+
+def test_checkpoint_reattaches_its_teacher_by_digest(tiny_encrl_nemo, tiny_ctc_nemo, tiny_corpus, tmp_path):
+    from nemo_encrl.models.teacher_checkpoint import TeacherCheckpointError
+    from nemo_encrl.student import load_stage1
+    from nemo_encrl.teacher import load_ctc_model
+
+    last = next(tiny_encrl_nemo.parent.glob("runs/*/checkpoints/*last.ckpt"))
+    teacher = load_ctc_model(path=tiny_ctc_nemo)
+    stage1 = load_stage1(last)  # built from the checkpoint's config, its teacher loaded from model.teacher.path
+    for key, value in teacher.encoder.state_dict().items():
+        assert torch.equal(stage1.teacher.encoder.state_dict()[key], value), key
+    # another teacher at that path is refused by name, not silently used
+    with torch.no_grad():
+        teacher.encoder.layers[0].feed_forward1.linear1.weight.add_(0.01)
+    other = tmp_path / "other_teacher.nemo"
+    teacher.save_to(str(other))
+    model = EncRLModel(cfg=_cfg(other, tiny_corpus, tmp_path).model)
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    with pytest.raises(TeacherCheckpointError, match=r"teacher .*other_teacher.nemo is not the teacher this checkpoint was trained with"):
+        model.on_load_checkpoint(ckpt)
 
 
 def test_missing_teacher_is_named(tiny_ctc_nemo, tiny_corpus, tmp_path):
@@ -212,3 +236,26 @@ def test_default_hints_pair_every_student_layer(tiny_ctc_nemo, tiny_corpus, tmp_
     assert model.hidden_pairs[-1] == (n_s - 1, n_t - 1)
     _, terms, _ = model._step_losses(next(iter(model._train_dl)))
     assert {"clip", "mse_logprobs", "mse_encoder", "hidden"} <= set(terms)
+
+
+def test_audio_at_another_rate_than_the_teachers_is_refused_before_training(tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """lhotse would resample 8 kHz audio to the teacher's 16 kHz without a word; `evaluate` refuses it, and
+    so does training, naming the file, before the first step."""
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from nemo_encrl.data.manifest import ManifestError, read_manifest
+    from nemo_encrl.training import fit_encrl
+
+    rows = read_manifest(tiny_corpus / "train_manifest.json")
+    wav = tmp_path / "narrowband.wav"
+    sf.write(wav, np.zeros(8000, dtype=np.float32), 8000)
+    rows[3] = {**rows[3], "audio_filepath": str(wav), "duration": 1.0}
+    manifest = tmp_path / "train_8k.json"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, f"model.train_ds.manifest_filepath={manifest}")
+    with pytest.raises(ManifestError, match=r"train_8k.json:4: .*narrowband.wav has sample rate 8000 Hz, the model expects 16000 Hz"):
+        fit_encrl(cfg)
+    assert not list(tmp_path.rglob("*.ckpt")) and not (tmp_path / "stage1.nemo").exists()

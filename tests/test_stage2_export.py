@@ -134,6 +134,22 @@ def test_finetune_depth_too_large_fails_before_training(tiny_encrl_nemo, tiny_co
     assert not (tmp_path / "students").exists()
 
 
+def test_stage2_schedule_reads_the_stage1_students_width(tiny_encrl_nemo, tiny_corpus, tmp_path, monkeypatch):
+    """NeMo's Noam peak depends on model.encoder.d_model: a student cut from stage 1 uses its real width,
+    not whatever the finetuning config's model.encoder says (the quick start never sets it)."""
+    from conftest import tiny_finetune_overrides
+
+    import nemo_encrl.finetune as finetune
+    from nemo_encrl.config import load_config
+
+    seen = {}
+    monkeypatch.setattr(finetune, "run_training", lambda run, build: seen.setdefault("d", run.model.optim.sched.d_model))
+    cfg = load_config("finetune", "ctc_finetune", tiny_finetune_overrides(tiny_corpus, tmp_path, "stage1", tiny_encrl_nemo, None)
+                      + ["init.depths=[1]", "model.encoder.d_model=96"])  # fmt: skip
+    finetune.finetune_students(cfg)
+    assert seen["d"] == 24  # the tiny stage-1 student's d_model
+
+
 def test_l1_prune_to_size_leaves_the_asked_number_of_parameters(tiny_ctc_nemo):
     from nemo_encrl.pruning import l1_prune_to_size, make_pruning_permanent, nonzero_parameters
     from nemo_encrl.teacher import load_ctc_model

@@ -47,7 +47,9 @@ def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> di
     from nemo_encrl.pruning import nonzero_parameters
     from nemo_encrl.teacher import load_ctc_model
 
-    model = load_ctc_model(path=nemo, what="model")
+    from nemo_encrl.device import pick_device
+
+    model = load_ctc_model(path=nemo, what="model", map_location=pick_device())  # WER on the GPU if any; speeds on CPU
     report = evaluate_manifest(model, test_manifest)
     report.update(nonzero_parameters=nonzero_parameters(model), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2),
                   architecture=architecture(model))  # fmt: skip

@@ -7,8 +7,10 @@ finished jobs and continues an unfinished one from its last checkpoint up to the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from nemo_encrl.bench.settings import (
     check_settings, extended_from, file_digest, job_settings, pinned_config, record_settings, stored_settings,
 )
 from nemo_encrl.config import CONF_DIR, load_config
+from nemo_encrl.joblog import say
 
 
 def corpus_dir(name: str) -> Path:
@@ -122,7 +125,7 @@ def prepare(cfg: DictConfig) -> tuple[Costs, dict[str, float]]:
     used = dict.fromkeys(fam.data for fam in [*cfg.families, *(cfg.get("repeat") or [])])
     for data in used:
         if cfg.data[data].get("teacher_cache"):
-            print(f"[bench] teacher cache of '{data}' ({cfg.data[data].corpus}/train) -> {cache_folder(cfg, data)}", flush=True)
+            say(f"[bench] teacher cache of '{data}' ({cfg.data[data].corpus}/train) -> {cache_folder(cfg, data)}")
             probe = Job("stage1", data, 1, recipe=next(iter(cfg.recipes)))
             # the config's own loss weights (all on), not a recipe's: the cache holds what every recipe reads
             build_teacher_cache(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe", recipe_losses=False))
@@ -130,7 +133,7 @@ def prepare(cfg: DictConfig) -> tuple[Costs, dict[str, float]]:
 
     def measure_costs() -> Costs:
         data = next((d for d in used if cfg.data[d].get("teacher_cache")), next(iter(used)))
-        print(f"[bench] measuring step costs on '{data}' batches ({cfg.cost.steps} steps of each kind)", flush=True)
+        say(f"[bench] measuring step costs on '{data}' batches ({cfg.cost.steps} steps of each kind)")
         probe = Job("stage1", data, 1, recipe=next(iter(cfg.recipes)))
         timing = time_steps(_stage1_config(cfg, probe, 1, Path(cfg.out_dir) / "cost_probe"),
                             [int(d) for d in cfg.depths], int(cfg.cost.steps), int(cfg.cost.warmup))  # fmt: skip
@@ -159,14 +162,37 @@ def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: s
     else:
         record_settings(folder, settings)
         print(f"{label} {job.name}: {steps} steps", flush=True)
-    nemo = train_job(cfg, job, steps, folder, chosen)
-    points = curve(folder)
-    result = {**asdict(job), "name": job.name, "method": job.method, "steps": steps, "nemo": nemo,
-              "train_seconds": points[-1]["wall_seconds"] if points else None}  # fmt: skip
-    if job.kind != "stage1":
-        result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg))
+    with quiet_job(cfg, folder / "log.txt", f"{label} {job.name}"):
+        nemo = train_job(cfg, job, steps, folder, chosen)
+        points = curve(folder)
+        result = {**asdict(job), "name": job.name, "method": job.method, "steps": steps, "nemo": nemo,
+                  "train_seconds": points[-1]["wall_seconds"] if points else None}  # fmt: skip
+        if job.kind != "stage1":
+            result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg))
     (folder / "result.json").write_text(json.dumps(result, indent=1))
+    wers = last_dev_wers(points, 1)
+    print(f"{label} {job.name}: done, {steps} steps in {(result['train_seconds'] or 0) / 60:.1f} min"
+          + (f", last dev WER {100 * wers[0]:.1f}%" if wers else "")
+          + (f", test WER {100 * result['wer']:.1f}%" if "wer" in result else ""), flush=True)  # fmt: skip
     return result
+
+
+@contextlib.contextmanager
+def quiet_job(cfg: DictConfig, log: Path, what: str):
+    """With `quiet: true` in the profile, the job's output goes to `log` and the terminal keeps its
+    progress bar; a failure names the log."""
+    from nemo_encrl.joblog import job_log
+
+    if not cfg.get("quiet"):
+        yield
+        return
+    print(f"{what}: its log is {log}", flush=True)
+    try:
+        with job_log(log):
+            yield
+    except Exception:
+        print(f"{what}: failed; the end of {log} says why", file=sys.stderr, flush=True)
+        raise
 
 
 def all_jobs(cfg: DictConfig, chosen: str) -> list[Job]:
@@ -217,7 +243,8 @@ def run_bench(cfg: DictConfig) -> Path:
         raise FileNotFoundError(f"bench teacher={cfg.teacher}: no such .nemo file (train one with nemo-encrl teacher)")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    costs, hours = prepare(cfg)
+    with quiet_job(cfg, out / "prepare_log.txt", "[bench] corpora, teacher cache, step costs"):
+        costs, hours = prepare(cfg)
     for job in [*sweep_jobs(cfg), *plan_jobs(cfg, "?")]:  # every budget is valid before anything trains
         job_steps(cfg, costs, job, hours[job.data])
     teacher = out / "teacher"
@@ -226,7 +253,8 @@ def run_bench(cfg: DictConfig) -> Path:
         check_settings(teacher, teacher_settings)
     else:
         record_settings(teacher, teacher_settings)
-        result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg)
+        with quiet_job(cfg, teacher / "log.txt", "[bench] scoring the teacher"):
+            result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg)
         (teacher / "result.json").write_text(json.dumps(result, indent=1))
 
     sweep = sweep_jobs(cfg)

@@ -20,6 +20,7 @@ from nemo.utils import logging, model_utils
 
 from nemo_encrl.losses import ctc_kl_loss
 from nemo_encrl.models.cached_teacher import CachedTeacherMixin
+from nemo_encrl.models.teacher_checkpoint import TeacherFreeCheckpointMixin
 from nemo_encrl.modules import TeacherWrapper
 from nemo_encrl.modules.teacher_wrapper import inference_features
 
@@ -31,7 +32,7 @@ class StudentKLError(ValueError):
     pass
 
 
-class CTCTeacherKLModel(CachedTeacherMixin, EncDecCTCModelBPE):
+class CTCTeacherKLModel(TeacherFreeCheckpointMixin, CachedTeacherMixin, EncDecCTCModelBPE):
     hidden_pairs = ()  # the cache reader's hint layers: none, only the log-probs are read
 
     def __init__(self, cfg: DictConfig, trainer: Trainer | None = None):

@@ -24,6 +24,7 @@ from nemo.utils import logging, model_utils
 
 from nemo_encrl.losses import ctc_kl_loss, frame_clip_loss, hidden_layer_pairs, masked_mse, utterance_clip_loss
 from nemo_encrl.models.cached_teacher import CachedTeacherMixin
+from nemo_encrl.models.teacher_checkpoint import TeacherFreeCheckpointMixin
 from nemo_encrl.modules import TeacherWrapper
 from nemo_encrl.modules.teacher_wrapper import inference_features
 from nemo_encrl.tokenizer import export_tokenizer
@@ -84,7 +85,7 @@ def derive_config(cfg: DictConfig, teacher) -> DictConfig:
     return cfg
 
 
-class EncRLModel(CachedTeacherMixin, EncDecCTCModelBPE):
+class EncRLModel(TeacherFreeCheckpointMixin, CachedTeacherMixin, EncDecCTCModelBPE):
     """Stage 1 of EncRL (Hannan et al., 2025): CLIP + MSE alignment of a student with a frozen teacher."""
 
     def __init__(self, cfg: DictConfig, trainer: Trainer | None = None):

@@ -46,7 +46,7 @@ def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Pat
     stage_wers = [results[s]["two_pass"]["wer"] for s in ("rnnt", "rescorer", "deep")]
     lines += [
         "",
-        f"Step costs (ms per step, same batches): "
+        "Step costs (ms per step, same batches): "
         + ", ".join(f"{k} {v}" for k, v in costs["ms"].items())
         + f"; the scratch student's {plan['steps']['scratch']} steps equal the three stages' compute "
         "(the rescorer stage's one-time N-best decoding of the train set included).",
