@@ -97,8 +97,10 @@ def write_demo_table(cfg: DictConfig, report: Path) -> dict:
     text = "\n".join([
         f"# `{cfg.command}`: EncRL students against scratch at equal compute", "",
         f"Budget: {cfg.steps} CTC steps of {cfg.batch_duration} s of audio per student; the EncRL students give up the "
-        "steps their share of the one stage 1 (and the teacher cache's build) costs, at step costs measured on this "
-        "machine. Test split of the `" + str(cfg.eval_corpus) + "` corpus.", "",
+        "steps their share of the one stage 1 (and the teacher cache's build) costs, at step costs "
+        + ("pinned in the profile (the same steps on every machine)" if cfg.cost.get("pinned") else
+           f"measured on this machine ({out / 'cost.json'})")
+        + ". Test split of the `" + str(cfg.eval_corpus) + "` corpus.", "",
         demo_table(rows), "", *verdict(rows), "",
         "At this small compute the comparison is a demonstration, not a result: the committed benchmark "
         "(docs/RESULTS.md, `nemo-encrl bench --profile cpu`) trains the same students for "

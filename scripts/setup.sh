@@ -27,7 +27,7 @@ if [ -n "$PY" ]; then
   "$PY" -c "$supported" || { echo "[setup] error: PYTHON=$PY is not Python 3.10-3.12" >&2; exit 1; }
 else
   for cand in python3.12 python3.11 python3.10 python3; do
-    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "$supported"; then
+    if command -v "$cand" >/dev/null 2>&1 && "$cand" -c "$supported" 2>/dev/null; then  # a pyenv shim may exist without its version
       PY="$cand"; break
     fi
   done

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from nemo_encrl.bench import BenchConfigError, Job, StaleRunError, plan_jobs, run_bench, sweep_jobs
+from nemo_encrl.bench.plan import check_profile
 from nemo_encrl.bench import accounting as acc
 from nemo_encrl.bench.budget import Costs, stage1_units, stage2_steps
 from nemo_encrl.bench.run import run_one
@@ -223,3 +224,15 @@ def test_bench_pins_its_training_configs(tmp_path, monkeypatch, capsys):
     (conf / "finetune" / "ctc_finetune.yaml").write_text("a: 2\n")  # edited while the bench is unfinished
     assert settings.pinned_config(cfg, "finetune").read_text() == "a: 1\n"
     assert "differs from the copy this bench started with" in capsys.readouterr().out
+
+
+def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
+    """The demo's step costs are pinned: its budgets come out the same without measuring anything."""
+    from nemo_encrl.bench.budget import job_steps, load_or_measure
+
+    cfg = load_config("demo", "demo", [f"out_dir={tmp_path}/demo"])
+    costs = load_or_measure(cfg, lambda: pytest.fail("the demo measured its step costs"))
+    check_profile(cfg)
+    steps = {j.name: job_steps(cfg, costs, j, 1.329) for j in plan_jobs(cfg, "noreg")}
+    assert steps["scratch-noreg_small_L6_s1"] == cfg.steps and steps["stage1_mse_small_s1"] == cfg.stage1_steps
+    assert 0 < steps["mse_small_L6_s1"] < cfg.steps and 0 < steps["mse_small_L3_s1"] < cfg.steps
