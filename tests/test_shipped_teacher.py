@@ -5,9 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from nemo_encrl.pipeline import SHIPPED_TEACHER
+from nemo_encrl.config import REPO_ROOT, load_config
 from nemo_encrl.evaluate import evaluate_manifest
 from nemo_encrl.teacher import load_ctc_model
+
+
+SHIPPED_TEACHER = REPO_ROOT / load_config("demo", "demo").teacher  # the demo's teacher
 
 
 def test_shipped_teacher_is_a_small_conformer_ctc_bpe():
