@@ -11,7 +11,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+from nemo_encrl.bench.report import pct, relative_to
 
 
 def run_demo(cfg: DictConfig) -> dict:
@@ -80,17 +80,15 @@ def verdict(rows: list[dict]) -> list[str]:
     for depth, pair in sorted(by_depth.items(), reverse=True):
         if {"encrl", "scratch"} <= set(pair):
             e, s = pair["encrl"]["wer"], pair["scratch"]["wer"]
-            change = (s - e) / s if s > 0 else 0.0
-            word = "lower" if e < s else "higher" if e > s else "equal"
             lines.append(f"- {depth} layers: EncRL {pct(e)} vs scratch {pct(s)} test WER at equal compute "
-                         f"({100 * abs(change):.1f}% relative {word}).")  # fmt: skip
+                         f"(relative: {relative_to(e, s) or '-'}).")  # fmt: skip
     return lines
 
 
 def write_demo_table(cfg: DictConfig, report: Path) -> dict:
-    rows = demo_rows(cfg)
     from nemo_encrl.config import load_config
 
+    rows = demo_rows(cfg)
     out = Path(cfg.out_dir)
     bench_steps = load_config("bench", "cpu").steps
     plot = Path(cfg.report).parent / "plots" / f"{cfg.name}_dev_wer_vs_compute.png"

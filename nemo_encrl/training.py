@@ -48,20 +48,28 @@ def prepare_tokenizer(cfg: DictConfig) -> None:
 
 
 def check_data(cfg: DictConfig) -> None:
-    sr = cfg.model.get("sample_rate")  # stage-1 configs take the teacher's, checked when it is loaded
-    validate_manifest(cfg.model.train_ds.manifest_filepath, sample_rate=sr)
-    validate_manifest(cfg.model.validation_ds.manifest_filepath, sample_rate=sr)
+    """Every entry well-formed and its audio present, before anything loads (rates: `check_sample_rate`)."""
+    validate_manifest(cfg.model.train_ds.manifest_filepath)
+    validate_manifest(cfg.model.validation_ds.manifest_filepath)
+
+
+_RATES_CHECKED: set[tuple] = set()  # (manifest, its mtime, rate): the depths of one finetune share one check
 
 
 def check_sample_rate(cfg: DictConfig, sample_rate: int | None) -> None:
     """Training audio at another rate than the model's is refused, as `evaluate` refuses it: lhotse would
-    resample it silently. Run once the model exists (a student's rate is its teacher's), before any step."""
+    resample it silently. Run once the model exists (a student's rate is its teacher's), before any step;
+    each manifest's headers are read once per process and rate."""
     if not sample_rate:
         return
     for section in ("train_ds", "validation_ds"):
         manifest = cfg.model.get(section, {}).get("manifest_filepath")
-        if isinstance(manifest, str) and Path(manifest).is_file():
+        if not (isinstance(manifest, str) and Path(manifest).is_file()):
+            continue
+        key = (str(Path(manifest).resolve()), Path(manifest).stat().st_mtime_ns, int(sample_rate))
+        if key not in _RATES_CHECKED:
             validate_manifest(manifest, sample_rate=int(sample_rate))
+            _RATES_CHECKED.add(key)
 
 
 # NeMo schedulers that do not depend on the total number of steps (they only stop at max_steps)

@@ -44,10 +44,9 @@ def speeds_of_architecture(arch: str, nemo: str, test_manifest: Path, folder: Pa
 
 def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dict:
     from nemo_encrl.evaluate import evaluate_manifest
+    from nemo_encrl.device import pick_device
     from nemo_encrl.pruning import nonzero_parameters
     from nemo_encrl.teacher import load_ctc_model
-
-    from nemo_encrl.device import pick_device
 
     model = load_ctc_model(path=nemo, what="model", map_location=pick_device())  # WER on the GPU if any; speeds on CPU
     report = evaluate_manifest(model, test_manifest)

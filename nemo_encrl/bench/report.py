@@ -71,14 +71,20 @@ def summary_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) ->
         ref = groups.get((data, depth, base))
         rel = "-"
         if ref and method != base:
-            ref_wer = statistics.mean(r["wer"] for r in ref)
-            change = (statistics.mean(wers) - ref_wer) / ref_wer if ref_wer > 0 else None
-            rel = "-" if change is None else f"{100 * abs(change):.1f}% {'lower' if change < 0 else 'higher'}"
+            rel = relative_to(statistics.mean(wers), statistics.mean(r["wer"] for r in ref)) or "-"
         units = statistics.mean(acc.total_units(cfg, costs, r, hours[data]) for r in group)
         label = f"**{method}** (chosen)" if method == base else method
         lines.append(f"| {data} | L{depth} | {label} | {group[0]['parameters'] / 1e6:.2f}M | {len(group)} | "
                      f"{_mean_spread(wers)} | {rel} | {units:.0f} units ({_hours(costs, units)}) |")  # fmt: skip
     return lines
+
+
+def relative_to(wer: float, ref: float) -> str | None:
+    """`wer` against `ref` in relative terms, e.g. '14.7% lower' (None when `ref` is 0)."""
+    if ref <= 0:
+        return None
+    change = (wer - ref) / ref
+    return f"{100 * abs(change):.1f}% {'lower' if change < 0 else 'higher' if change > 0 else 'equal'}"
 
 
 def _hours(costs: Costs, units: float) -> str:
