@@ -200,6 +200,24 @@ def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
     assert "| small | L2 | mse |" in report.read_text()
 
 
+def test_job_processes_share_the_cores_out():
+    """Each of `workers` job processes gets its share of the cores (oversubscribed, steps were ~4x slower)."""
+    from nemo_encrl.bench.parallel import job_env
+
+    cfg = load_config("bench", "cpu", ["workers=2"])
+    assert job_env(cfg, cores=2)["OMP_NUM_THREADS"] == "1" and job_env(cfg, cores=16)["OMP_NUM_THREADS"] == "8"
+    assert job_env(load_config("bench", "gpu"), cores=4)["OMP_NUM_THREADS"] == "1"  # never 0 threads
+    assert job_env(load_config("bench", "cpu", ["job_threads=3"]), cores=2)["MKL_NUM_THREADS"] == "3"
+    with pytest.raises(ValueError, match="job_threads=0"):
+        job_env(load_config("bench", "cpu", ["job_threads=0"]))
+
+
+def test_wave_eta_from_its_own_pace():
+    from nemo_encrl.bench.parallel import eta
+
+    assert eta(600, 100, 400) == ", ~30 min left" and eta(5, 0, 400) == "" and eta(900, 400, 400) == ""
+
+
 def test_student_settings_follow_their_stage1():
     """A stage 1 retrained under other settings makes its students stale too, not only itself."""
     from nemo_encrl.bench.settings import job_settings

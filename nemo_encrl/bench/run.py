@@ -262,7 +262,8 @@ def run_bench(cfg: DictConfig) -> Path:
         from nemo_encrl.bench.parallel import run_wave
 
         stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
-        run_wave(cfg, [j.name for j in [*sweep, *stage1]], "sweep + stage 1")
+        wave = [*sweep, *stage1]
+        run_wave(cfg, [j.name for j in wave], "sweep + stage 1", _wave_units(cfg, costs, hours, wave))
     for i, job in enumerate(sweep, 1):
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]")
     chosen, scores = choose_scratch(cfg, out)
@@ -274,13 +275,18 @@ def run_bench(cfg: DictConfig) -> Path:
         if folder.exists() and stored_settings(folder):
             check_settings(folder, job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen))
     if int(cfg.get("workers", 1)) > 1:
-        run_wave(cfg, [j.name for j in rest if j.kind != "stage1"], "students + scratch")
+        wave = [j for j in rest if j.kind != "stage1"]
+        run_wave(cfg, [j.name for j in wave], "students + scratch", _wave_units(cfg, costs, hours, wave))
     units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
     for i, job in enumerate(rest):
         left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen,
                  f"[bench {i + 1}/{len(rest)}, ~{left:.0f} min of training left at the measured step cost]")
     return write_report(cfg, all_jobs(cfg, chosen), costs, hours, chosen)
+
+
+def _wave_units(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job]) -> dict[str, float]:
+    return {j.name: _units(cfg, costs, j, job_steps(cfg, costs, j, hours[j.data])) for j in jobs}
 
 
 def _units(cfg: DictConfig, costs: Costs, job: Job, steps: int) -> float:
