@@ -134,6 +134,9 @@ class StepProgressBar(pl.callbacks.TQDMProgressBar):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         bar, step = self.train_progress_bar, trainer.global_step
         if self._should_update(step, bar.total):
+            from nemo_encrl.joblog import report_progress
+
             bar.n = step
             bar.refresh()
+            report_progress(step, bar.total)
             bar.set_postfix(self.get_metrics(trainer, pl_module))

@@ -14,6 +14,7 @@ from nemo_encrl.bench import accounting as acc
 from nemo_encrl.bench.budget import Costs, stage1_units, stage2_steps
 from nemo_encrl.bench.run import run_one
 from nemo_encrl.config import load_config
+from nemo_encrl.joblog import read_progress
 
 COSTS = Costs(ctc={6: 1.0, 3: 0.6}, stage1_online=1.8, stage1_cached=1.2, teacher_per_audio_hour=100.0, unit_ms=500.0)
 
@@ -197,6 +198,7 @@ def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
     out = tmp_path / "bench"
     for name in ("scratch-reg_lr1_small_L2_s1", "stage1_mse_small_s1", "mse_small_L2_s1"):
         assert (out / name / "result.json").exists() and "Trainer.fit" in (out / name / "log.txt").read_text()
+    assert read_progress(out / "scratch-reg_lr1_small_L2_s1" / "progress.txt") == (12, 12)  # the status lines' source
     assert "| small | L2 | mse |" in report.read_text()
 
 
@@ -213,9 +215,17 @@ def test_job_processes_share_the_cores_out():
 
 
 def test_wave_eta_from_its_own_pace():
-    from nemo_encrl.bench.parallel import eta
+    from nemo_encrl.bench.parallel import WavePace, eta
 
     assert eta(600, 100, 400) == ", ~30 min left" and eta(5, 0, 400) == "" and eta(900, 400, 400) == ""
+    pace = WavePace({"resumed": 100.0, "fresh": 100.0})
+    pace.start -= 600
+    pace.update({"resumed": (500, 1000), "fresh": (0, 1000)})  # met half done: only its second half counts
+    assert pace.eta() == ""
+    pace.update({"resumed": (750, 1000)})
+    assert pace.eta() == ", ~50 min left"  # 25 of 150 units in 10 min
+    pace.finish("resumed")
+    assert pace.eta() == ", ~20 min left"
 
 
 def test_student_settings_follow_their_stage1():

@@ -13,10 +13,12 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from nemo_encrl.joblog import PROGRESS_ENV, read_progress
 
 
 class JobFailed(RuntimeError):
@@ -39,35 +41,70 @@ def job_env(cfg: DictConfig, cores: int | None = None) -> dict[str, str]:
     return env
 
 
-def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, float] | None = None) -> None:
+def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, float] | None = None,
+             status_every_s: float = 60.0) -> None:
     """Run `names` (finished ones return at once) `cfg.workers` at a time; after the wave, stop if any failed.
-    `units` (each job's training compute) gives every line an ETA from the wave's own pace."""
+    A line per finished job, and every `status_every_s` the running jobs' steps; `units` (each job's
+    training compute) gives both an ETA at the wave's own pace."""
     out = Path(cfg.out_dir)
     profile = out / "profile.yaml"
     OmegaConf.save(cfg, profile)
     env = job_env(cfg)
-    units = {n: (units or {}).get(n, 1.0) for n in names}
-    todo = {n: u for n, u in units.items() if not (out / n / "result.json").exists()}
+    pace = WavePace({n: (units or {}).get(n, 1.0) for n in names if not (out / n / "result.json").exists()})
 
     def one(name: str) -> tuple[str, int]:
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / "progress.txt").unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "nemo_encrl.cli", "bench", "--profile", str(profile), "--job", name]
         with open(folder / "log.txt", "a") as log:
-            cmd = [sys.executable, "-m", "nemo_encrl.cli", "bench", "--profile", str(profile), "--job", name]
-            return name, subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env=env).returncode
+            job = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False,
+                                 env={**env, PROGRESS_ENV: str(folder / "progress.txt")})
+        return name, job.returncode
 
-    failed, start, done = [], time.monotonic(), 0.0
+    failed, finished = [], 0
     with ThreadPoolExecutor(max_workers=int(cfg.workers)) as pool:
-        futures = [pool.submit(one, name) for name in names]
-        for i, future in enumerate(as_completed(futures), 1):
-            name, code = future.result()
-            done += todo.get(name, 0.0)
-            print(f"[{label} {i}/{len(names)}] {name}: {'done' if code == 0 else f'FAILED (exit {code})'}"
-                  f"{eta(time.monotonic() - start, done, sum(todo.values()))}", flush=True)
-            if code:
-                failed.append(name)
+        pending = {pool.submit(one, name): name for name in names}
+        while pending:
+            done, _ = wait(pending, timeout=status_every_s, return_when=FIRST_COMPLETED)
+            for future in done:
+                name, code = future.result()
+                del pending[future]
+                finished += 1
+                pace.finish(name)
+                print(f"[{label} {finished}/{len(names)}] {name}: {'done' if code == 0 else f'FAILED (exit {code})'}"
+                      f"{pace.eta()}", flush=True)
+                if code:
+                    failed.append(name)
+            running = {name: read_progress(out / name / "progress.txt") for f, name in pending.items() if f.running()}
+            pace.update({name: p for name, p in running.items() if p})
+            if not done and running:
+                steps = ", ".join(f"{n} {p[0]}/{p[1]}" if p else f"{n} starting" for n, p in running.items())
+                print(f"[{label} {finished}/{len(names)} done] running: {steps}{pace.eta()}", flush=True)
     if failed:
         raise JobFailed(f"bench jobs failed: {', '.join(failed)}; see {out}/<job>/log.txt (the same command retries them)")
+
+
+class WavePace:
+    """The wave's compute done (finished jobs, and the steps running jobs took in this wave) against its
+    time, for an ETA. A job resumed at step k counts only the steps after k."""
+
+    def __init__(self, todo: dict[str, float]):
+        self.todo, self.start, self.first, self.now = todo, time.monotonic(), {}, {}
+
+    def update(self, progress: dict[str, tuple[int, int]]) -> None:
+        for name, (step, total) in progress.items():
+            self.now[name] = step / max(total, 1)
+            self.first.setdefault(name, self.now[name])
+
+    def finish(self, name: str) -> None:
+        self.first.setdefault(name, 0.0)
+        self.now[name] = 1.0
+
+    def eta(self) -> str:
+        total = sum(units * (1.0 - self.first.get(name, 0.0)) for name, units in self.todo.items())
+        done = sum(units * (self.now.get(name, 0.0) - self.first.get(name, 0.0)) for name, units in self.todo.items())
+        return eta(time.monotonic() - self.start, done, total)
 
 
 def eta(elapsed_s: float, done: float, total: float) -> str:
