@@ -134,9 +134,24 @@ class StepProgressBar(pl.callbacks.TQDMProgressBar):
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         bar, step = self.train_progress_bar, trainer.global_step
         if self._should_update(step, bar.total):
-            from nemo_encrl.joblog import report_progress
-
             bar.n = step
             bar.refresh()
-            report_progress(step, bar.total)
             bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+
+class ProgressFile(pl.Callback):
+    """The run's optimizer step and budget in a file, for a parent process that shows several runs' progress
+    (the bench's workers); written every `every` steps and at the end, whether or not a bar is shown."""
+
+    def __init__(self, path: str, every: int = 5):
+        self.path, self.every = Path(path), every
+
+    def _write(self, trainer) -> None:
+        self.path.write_text(f"{trainer.global_step} {trainer.max_steps}\n")
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step % self.every == 0:
+            self._write(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._write(trainer)

@@ -51,12 +51,6 @@ def job_log(path: str | Path | None):
 PROGRESS_ENV = "NEMO_ENCRL_PROGRESS_FILE"
 
 
-def report_progress(step: int, total: int) -> None:
-    """Where a parent process asked for it ($NEMO_ENCRL_PROGRESS_FILE), the training's step and total."""
-    if path := os.environ.get(PROGRESS_ENV):
-        Path(path).write_text(f"{step} {total}\n")
-
-
 def read_progress(path: Path) -> tuple[int, int] | None:
     """(step, total) from a job's progress file; None before its first step (or mid-write)."""
     try:

@@ -17,8 +17,7 @@ from nemo_encrl.bench.report import pct, relative_to
 def run_demo(cfg: DictConfig) -> dict:
     from nemo_encrl.bench import run_bench
 
-    report = run_bench(cfg)
-    return write_demo_table(cfg, report)
+    return write_demo_table(cfg, run_bench(cfg))
 
 
 def _result(folder: Path) -> dict | None:

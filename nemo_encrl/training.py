@@ -13,6 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo_encrl.data.manifest import validate_manifest
+from nemo_encrl.joblog import PROGRESS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
         from nemo_encrl.callbacks import StepProgressBar
 
         callbacks.append(StepProgressBar())
+    if progress_file := os.environ.get(PROGRESS_ENV):  # a parent process shows this run's steps (bench workers)
+        from nemo_encrl.callbacks import ProgressFile
+
+        callbacks.append(ProgressFile(progress_file))
     if cfg.get("regularization_warmup_steps"):  # SpecAugment and dropout only after the CTC plateau
         from nemo_encrl.callbacks import RegularizationWarmup
 

@@ -14,7 +14,6 @@ from nemo_encrl.bench import accounting as acc
 from nemo_encrl.bench.budget import Costs, stage1_units, stage2_steps
 from nemo_encrl.bench.run import run_one
 from nemo_encrl.config import load_config
-from nemo_encrl.joblog import read_progress
 
 COSTS = Costs(ctc={6: 1.0, 3: 0.6}, stage1_online=1.8, stage1_cached=1.2, teacher_per_audio_hour=100.0, unit_ms=500.0)
 
@@ -187,21 +186,6 @@ def test_job_names():
     assert Job("scratch", "same", 1, depth=3, config="reg_lr1").method == "scratch-reg_lr1"
 
 
-@pytest.mark.slow
-def test_tiny_bench_with_two_workers(tiny_ctc_nemo, tmp_path, monkeypatch):
-    """workers: 2 runs the jobs in their own processes, in two waves; the result is the same bench."""
-    monkeypatch.chdir(tmp_path)
-    cfg = _tiny_bench(tmp_path, tiny_ctc_nemo, ["workers=2", "families=[{recipe: mse, data: small, seeds: [1]}]", "steps=12",
-                                                "repeat=[]",
-                                                "depths=[2]", "scratch.configs={reg_lr1: {lr: 0.245, regularize_after: 2}}"])
-    report = run_bench(cfg)
-    out = tmp_path / "bench"
-    for name in ("scratch-reg_lr1_small_L2_s1", "stage1_mse_small_s1", "mse_small_L2_s1"):
-        assert (out / name / "result.json").exists() and "Trainer.fit" in (out / name / "log.txt").read_text()
-    assert read_progress(out / "scratch-reg_lr1_small_L2_s1" / "progress.txt") == (12, 12)  # the status lines' source
-    assert "| small | L2 | mse |" in report.read_text()
-
-
 def test_job_processes_share_the_cores_out():
     """Each of `workers` job processes gets its share of the cores (oversubscribed, steps were ~4x slower)."""
     from nemo_encrl.bench.parallel import job_env
@@ -264,3 +248,27 @@ def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
     steps = {j.name: job_steps(cfg, costs, j, 1.329) for j in plan_jobs(cfg, "noreg")}
     assert steps["scratch-noreg_small_L6_s1"] == cfg.steps and steps["stage1_mse_small_s1"] == cfg.stage1_steps
     assert 0 < steps["mse_small_L6_s1"] < cfg.steps and 0 < steps["mse_small_L3_s1"] < cfg.steps
+
+
+def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
+    """Speed depends on the architecture alone: one timing per architecture serves all its models."""
+    import nemo_encrl.bench.measure as measure
+
+    timed = []
+
+    def fake_speeds(nemo, manifest, folder, cfg):
+        timed.append(nemo)
+        return {"rtf_onnx": 0.01 * len(timed), "rtf_onnx_teacher": 0.02, "rtf_pytorch": 0.03}
+
+    monkeypatch.setattr(measure, "speeds", fake_speeds)
+    cfg = load_config("bench", "cpu", [f"teacher={tmp_path}/t.nemo"])
+    arch = {"teacher": "T", "a_L6": "L6", "b_L6": "L6", "a_L3": "L3"}
+    for name, a in arch.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(json.dumps({"architecture": a, "nemo": f"{name}.nemo", "wer": 0.5}))
+    folders = [tmp_path / n for n in arch] + [tmp_path / "unfinished"]
+    assert not measure.retimed(folders)
+    assert measure.retime(cfg, folders, tmp_path / "test.json") == list(arch)
+    assert timed == [f"{tmp_path}/t.nemo", "a_L6.nemo", "a_L3.nemo"] and measure.retimed(folders)
+    b = json.loads((tmp_path / "b_L6" / "result.json").read_text())
+    assert b["rtf_onnx"] == 0.02 and b["speed_of"] == "a_L6" and b["wer"] == 0.5

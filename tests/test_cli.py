@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from nemo_encrl.cli import build_parser, main
+from nemo_encrl.joblog import read_progress
 
 SUBCOMMANDS = ["corpus", "prepare-librispeech", "prepare-tedlium", "teacher", "cache-teacher", "distill", "finetune",
                "export", "bench", "evaluate", "demo", "average"]
@@ -88,6 +89,14 @@ def test_demo_in_steps_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeyp
     assert json.loads((tmp_path / "out" / "teacher_cache_small" / "cache.json").read_text())["complete"]
     assert (tmp_path / "out" / "plots" / "demo_dev_wer_vs_compute.png").stat().st_size > 1000
     assert "Command: `nemo-encrl demo teacher=" in (tmp_path / "out" / "bench_report.md").read_text()
+    # the profile's two workers: each job in its own process (its log in its folder, its steps reported to the
+    # status lines), then every speed timed again with nothing else running
+    assert "[students + scratch 3/3]" in printed
+    for name in rows:
+        if name != "teacher":
+            assert "Trainer.fit" in (tmp_path / "out" / name / "log.txt").read_text()
+            assert read_progress(tmp_path / "out" / name / "progress.txt") == (rows[name]["steps"],) * 2
+        assert "speed_settings" in json.loads((tmp_path / "out" / name / "result.json").read_text())
     # the same command again: every run is reused (settings match), the same table comes out
     assert main(argv) == 0
     again = capsys.readouterr().out

@@ -42,7 +42,8 @@ def speeds_of_architecture(arch: str, nemo: str, test_manifest: Path, folder: Pa
     return known[arch]
 
 
-def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dict:
+def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig, timed: bool = True) -> dict:
+    """`timed`: False where other jobs share the machine (bench workers); `retime` times them once they are done."""
     from nemo_encrl.evaluate import evaluate_manifest
     from nemo_encrl.device import pick_device
     from nemo_encrl.pruning import nonzero_parameters
@@ -53,20 +54,35 @@ def measure(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> di
     report.update(nonzero_parameters=nonzero_parameters(model), nemo_mb=round(Path(nemo).stat().st_size / 1e6, 2),
                   architecture=architecture(model))  # fmt: skip
     del model
+    if not timed:
+        return report
     return {**report, **speeds_of_architecture(report["architecture"], nemo, test_manifest, folder, cfg)}
 
 
+def retimed(folders: list[Path]) -> bool:
+    """Every finished model among `folders` has speeds from a `retime` pass (the only one that records speed_settings)."""
+    results = [json.loads((f / "result.json").read_text()) for f in folders if (f / "result.json").exists()]
+    return bool(results) and all("speed_settings" in r for r in results)
+
+
 def retime(cfg: DictConfig, folders: list[Path], test_manifest: Path) -> list[str]:
-    """Measure the speeds of every finished model again, each beside the teacher in a fresh process, and
-    keep the new numbers (WERs untouched): timings taken while the machine was busy are too slow by an
-    unknown factor; one pass on an idle machine replaces them all under the same conditions."""
+    """Measure the speeds of every finished model again and keep the new numbers (WERs untouched): timings
+    taken while the machine was busy are too slow by an unknown factor; one pass on an idle machine replaces
+    them all under the same conditions. Speed depends on the architecture alone (EncRL, scratch and every
+    recipe run alike), so each architecture is timed once, its first model beside the teacher in a fresh process."""
     done = [f for f in folders if (f / "result.json").exists()]
-    for i, folder in enumerate(done, 1):
-        result = json.loads((folder / "result.json").read_text())
-        nemo = cfg.teacher if folder.name == "teacher" else result["nemo"]
-        result.update(speeds(nemo, test_manifest, folder, cfg), speed_timed=time.strftime("%Y-%m-%d %H:%M"),
-                      speed_settings=OmegaConf.to_container(cfg.speed))  # fmt: skip
-        (folder / "result.json").write_text(json.dumps(result, indent=1))
-        print(f"[retime {i}/{len(done)}] {folder.name}: ONNX RTF {result['rtf_onnx']:.4f} "
-              f"(teacher beside it {result['rtf_onnx_teacher']:.4f})", flush=True)
+    by_arch: dict[str, list[Path]] = {}
+    for folder in done:
+        by_arch.setdefault(json.loads((folder / "result.json").read_text()).get("architecture") or folder.name, []).append(folder)
+    for i, group in enumerate(by_arch.values(), 1):
+        first = json.loads((group[0] / "result.json").read_text())
+        nemo = cfg.teacher if group[0].name == "teacher" else first["nemo"]
+        timed = speeds(nemo, test_manifest, group[0], cfg)
+        for folder in group:
+            result = json.loads((folder / "result.json").read_text())
+            result.update(timed, speed_of=group[0].name, speed_timed=time.strftime("%Y-%m-%d %H:%M"),
+                          speed_settings=OmegaConf.to_container(cfg.speed))  # fmt: skip
+            (folder / "result.json").write_text(json.dumps(result, indent=1))
+        print(f"[retime {i}/{len(by_arch)}] {group[0].name} ({len(group)} models of its architecture): ONNX RTF "
+              f"{timed['rtf_onnx']:.4f} (teacher beside it {timed['rtf_onnx_teacher']:.4f})", flush=True)
     return [f.name for f in done]

@@ -9,6 +9,7 @@ while other jobs run are not comparable: run `--retime` on an idle machine befor
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -42,15 +43,19 @@ def job_env(cfg: DictConfig, cores: int | None = None) -> dict[str, str]:
 
 
 def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, float] | None = None,
-             status_every_s: float = 60.0) -> None:
-    """Run `names` (finished ones return at once) `cfg.workers` at a time; after the wave, stop if any failed.
-    A line per finished job, and every `status_every_s` the running jobs' steps; `units` (each job's
-    training compute) gives both an ETA at the wave's own pace."""
+             done: set[str] = frozenset(), status_every_s: float = 60.0) -> None:
+    """Run `names` `cfg.workers` at a time (those in `done`, finished under the same settings, start no
+    process); after the wave, stop if any failed. A line per job, and every `status_every_s` the running
+    jobs' steps; `units` (each job's training compute) gives both an ETA at the wave's own pace."""
     out = Path(cfg.out_dir)
     profile = out / "profile.yaml"
     OmegaConf.save(cfg, profile)
     env = job_env(cfg)
-    pace = WavePace({n: (units or {}).get(n, 1.0) for n in names if not (out / n / "result.json").exists()})
+    for i, name in enumerate(n for n in names if n in done):
+        print(f"[{label} {i + 1}/{len(names)}] {name}: done before, skipped", flush=True)
+    total, finished = len(names), len(done & set(names))
+    names = [n for n in names if n not in done]
+    pace = WavePace({n: (units or {}).get(n, 1.0) for n in names})
 
     def one(name: str) -> tuple[str, int]:
         folder = out / name
@@ -62,27 +67,33 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
                                  env={**env, PROGRESS_ENV: str(folder / "progress.txt")})
         return name, job.returncode
 
-    failed, finished = [], 0
+    failed = []
     with ThreadPoolExecutor(max_workers=int(cfg.workers)) as pool:
         pending = {pool.submit(one, name): name for name in names}
         while pending:
-            done, _ = wait(pending, timeout=status_every_s, return_when=FIRST_COMPLETED)
-            for future in done:
+            ended, _ = wait(pending, timeout=status_every_s, return_when=FIRST_COMPLETED)
+            for future in ended:
                 name, code = future.result()
                 del pending[future]
                 finished += 1
                 pace.finish(name)
-                print(f"[{label} {finished}/{len(names)}] {name}: {'done' if code == 0 else f'FAILED (exit {code})'}"
-                      f"{pace.eta()}", flush=True)
+                print(f"[{label} {finished}/{total}] {name}: {_outcome(out / name, code)}{pace.eta()}", flush=True)
                 if code:
                     failed.append(name)
             running = {name: read_progress(out / name / "progress.txt") for f, name in pending.items() if f.running()}
             pace.update({name: p for name, p in running.items() if p})
-            if not done and running:
+            if not ended and running:
                 steps = ", ".join(f"{n} {p[0]}/{p[1]}" if p else f"{n} starting" for n, p in running.items())
-                print(f"[{label} {finished}/{len(names)} done] running: {steps}{pace.eta()}", flush=True)
+                print(f"[{label} {finished}/{total} done] running: {steps}{pace.eta()}", flush=True)
     if failed:
         raise JobFailed(f"bench jobs failed: {', '.join(failed)}; see {out}/<job>/log.txt (the same command retries them)")
+
+
+def _outcome(folder: Path, code: int) -> str:
+    if code:
+        return f"FAILED (exit {code}; the end of {folder}/log.txt says why)"
+    result = json.loads((folder / "result.json").read_text()) if (folder / "result.json").exists() else {}
+    return f"done, {result.get('steps')} steps" + (f", test WER {100 * result['wer']:.1f}%" if "wer" in result else "")
 
 
 class WavePace:

@@ -162,15 +162,16 @@ def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
 
 
 def speed_table(cfg, teacher: dict, results: dict) -> list[str]:
+    """Models not timed yet (trained beside other jobs; the bench times them at its end) show '-'."""
     lines = [f"Real-time factor = compute seconds per audio second, batch 1, {cfg.speed.threads} threads, "
-             f"{cfg.speed.utterances} test utterances, fastest of {cfg.speed.repeats} passes; each model timed in a "
-             "fresh process beside the teacher, the ratio from that pair.", "",
-             "| model | params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |", "|---|---|---|---|---|---|",
-             f"| teacher | {teacher['parameters'] / 1e6:.2f}M | {teacher['nemo_mb']} | {teacher['rtf_pytorch']:.4f} | "
-             f"{teacher['rtf_onnx']:.4f} | 1 |"]  # fmt: skip
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {r['nemo_mb']} | {r['rtf_pytorch']:.4f} | "
-                     f"{r['rtf_onnx']:.4f} | {r['rtf_onnx'] / r['rtf_onnx_teacher']:.2f} |")  # fmt: skip
+             f"{cfg.speed.utterances} test utterances, fastest of {cfg.speed.repeats} passes; each architecture timed "
+             "in a fresh process beside the teacher, the ratio from that pair.", "",
+             "| model | params | .nemo MB | RTF PyTorch | RTF ONNX Runtime | ONNX RTF vs teacher |", "|---|---|---|---|---|---|"]
+    for name, r in {"teacher": teacher, **results}.items():
+        timed = "rtf_onnx" in r
+        ratio = ("1" if name == "teacher" else f"{r['rtf_onnx'] / r['rtf_onnx_teacher']:.2f}") if timed else "-"
+        speeds = f"{r['rtf_pytorch']:.4f} | {r['rtf_onnx']:.4f}" if timed else "- | -"
+        lines.append(f"| {name} | {r['parameters'] / 1e6:.2f}M | {r['nemo_mb']} | {speeds} | {ratio} |")
     return lines
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nemo_encrl.bench.budget import Costs, job_steps, load_or_measure, stage1_step_cost, student_step_cost
-from nemo_encrl.bench.measure import measure
+from nemo_encrl.bench.measure import measure, retime, retimed
 from nemo_encrl.bench.plan import Job, check_profile, plan_jobs, stage1_losses, stage1_of, stage2_kl, sweep_jobs
 from nemo_encrl.bench.settings import (
     check_settings, extended_from, file_digest, job_settings, pinned_config, record_settings, stored_settings,
@@ -142,7 +142,9 @@ def prepare(cfg: DictConfig) -> tuple[Costs, dict[str, float]]:
     return load_or_measure(cfg, measure_costs), hours
 
 
-def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: str) -> dict:
+def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: str, say_done: bool = True) -> dict:
+    """Train, measure and record one job, or reuse its finished run (`say_done`: say so; after a wave of
+    worker processes the finished runs are only collected)."""
     out = Path(cfg.out_dir)
     folder = out / job.name
     settings = job_settings(cfg, job, steps, chosen)
@@ -153,7 +155,8 @@ def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: s
               flush=True)  # fmt: skip
     elif (folder / "result.json").exists():
         check_settings(folder, settings)
-        print(f"{label} {job.name}: done before, skipped", flush=True)
+        if say_done:
+            print(f"{label} {job.name}: done before, skipped", flush=True)
         return json.loads((folder / "result.json").read_text())
     elif folder.exists() and stored_settings(folder):
         check_settings(folder, settings)
@@ -168,7 +171,8 @@ def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: s
         result = {**asdict(job), "name": job.name, "method": job.method, "steps": steps, "nemo": nemo,
                   "train_seconds": points[-1]["wall_seconds"] if points else None}  # fmt: skip
         if job.kind != "stage1":
-            result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg))
+            result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg,
+                                  timed=int(cfg.get("workers", 1)) <= 1))  # fmt: skip
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     wers = last_dev_wers(points, 1)
     print(f"{label} {job.name}: done, {steps} steps in {(result['train_seconds'] or 0) / 60:.1f} min"
@@ -217,7 +221,6 @@ def _never_measured(out: Path) -> Costs:
 
 def report_only(cfg: DictConfig, retime_first: bool = False) -> Path:
     """The report from the finished runs as they are (after `--retime`: with every speed measured again)."""
-    from nemo_encrl.bench.measure import retime
     from nemo_encrl.bench.report import write_report
 
     check_profile(cfg)
@@ -254,35 +257,57 @@ def run_bench(cfg: DictConfig) -> Path:
     else:
         record_settings(teacher, teacher_settings)
         with quiet_job(cfg, teacher / "log.txt", "[bench] scoring the teacher"):
-            result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg)
+            result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg,
+                             timed=int(cfg.get("workers", 1)) <= 1)  # fmt: skip
         (teacher / "result.json").write_text(json.dumps(result, indent=1))
 
     sweep = sweep_jobs(cfg)
-    if int(cfg.get("workers", 1)) > 1:
-        from nemo_encrl.bench.parallel import run_wave
-
-        stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
-        wave = [*sweep, *stage1]
-        run_wave(cfg, [j.name for j in wave], "sweep + stage 1", _wave_units(cfg, costs, hours, wave))
+    stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
+    _check_reusable(cfg, costs, hours, [*sweep, *stage1], None)  # a stale run stops the bench before training
+    workers = int(cfg.get("workers", 1)) > 1
+    if workers:
+        _wave(cfg, costs, hours, [*sweep, *stage1], None, "sweep + stage 1")
     for i, job in enumerate(sweep, 1):
-        _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]")
+        _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]",
+                 say_done=not workers)  # fmt: skip
     chosen, scores = choose_scratch(cfg, out)
     print(f"[bench] scratch sweep: {chosen} chosen (mean dev WER of the last 3 validations: "
           + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items()) + ")", flush=True)
     rest = [j for j in plan_jobs(cfg, chosen) if j not in sweep]
-    for job in rest:  # a stale finished or unfinished run stops the bench now, not hours later
-        folder = out / job.name
-        if folder.exists() and stored_settings(folder):
-            check_settings(folder, job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen))
-    if int(cfg.get("workers", 1)) > 1:
-        wave = [j for j in rest if j.kind != "stage1"]
-        run_wave(cfg, [j.name for j in wave], "students + scratch", _wave_units(cfg, costs, hours, wave))
+    _check_reusable(cfg, costs, hours, rest, chosen)
+    if workers:
+        _wave(cfg, costs, hours, [j for j in rest if j.kind != "stage1"], chosen, "students + scratch")
     units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
     for i, job in enumerate(rest):
         left = sum(units[i:]) * (costs.unit_ms or 0) / 60000
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen,
-                 f"[bench {i + 1}/{len(rest)}, ~{left:.0f} min of training left at the measured step cost]")
+                 f"[bench {i + 1}/{len(rest)}, ~{left:.0f} min of training left at the measured step cost]",
+                 say_done=not workers)  # fmt: skip
+    models = [out / "teacher", *(out / j.name for j in all_jobs(cfg, chosen) if j.kind != "stage1")]
+    if workers and not retimed(models):  # the jobs trained side by side: time them now, nothing else running
+        retime(cfg, models, corpus_dir(cfg.eval_corpus) / "test_manifest.json")
     return write_report(cfg, all_jobs(cfg, chosen), costs, hours, chosen)
+
+
+def _check_reusable(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job], chosen: str | None) -> None:
+    """Every existing run folder among `jobs` was made under today's settings (or only a smaller budget, which
+    it continues): otherwise stop now, not hours later."""
+    for job in jobs:
+        folder = Path(cfg.out_dir) / job.name
+        if folder.exists() and stored_settings(folder):
+            settings = job_settings(cfg, job, job_steps(cfg, costs, job, hours[job.data]), chosen)
+            if extended_from(folder, settings) is None:
+                check_settings(folder, settings)
+
+
+def _wave(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job], chosen: str | None, label: str) -> None:
+    """`jobs` in `workers` processes at once; finished ones (same settings) start no process."""
+    from nemo_encrl.bench.parallel import run_wave
+
+    steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
+    done = {j.name for j in jobs if (Path(cfg.out_dir) / j.name / "result.json").exists()
+            and stored_settings(Path(cfg.out_dir) / j.name) == job_settings(cfg, j, steps[j.name], chosen)}
+    run_wave(cfg, [j.name for j in jobs], label, _wave_units(cfg, costs, hours, jobs), done=done)
 
 
 def _wave_units(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job]) -> dict[str, float]:
