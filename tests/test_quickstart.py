@@ -50,6 +50,8 @@ def test_quickstart_runs_as_written(tiny_ctc_nemo, tiny_corpus, tmp_path):
 
     out = tmp_path / "out"
     assert (out / "teacher_cache" / "cache.json").exists()
+    assert "100%" in proc.stderr and "40/40" in proc.stderr  # the cache build's progress bar, with its total
+    assert "reads the teacher's outputs from" in proc.stdout + proc.stderr  # stage 1 used the cache
     assert (out / "stage1" / "encrl_stage1.nemo").exists()
     for depth in (2, 1):
         student = out / "stage2" / f"student_stage1_L{depth}.nemo"

@@ -4,8 +4,6 @@ a killed build are all handled."""
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -227,24 +225,17 @@ def test_killed_build_resumes(built, tiny_ctc_nemo, tiny_corpus, tmp_path, monke
         build_teacher_cache(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path, "teacher_cache.dtype=float16"))
 
 
-def test_cli_cache_then_distill(built, tiny_ctc_nemo, tiny_corpus, tmp_path):
-    """The two commands a user types, on the tiny corpus: stage 1 trains from the cache to a .nemo."""
+def test_distill_without_its_cache_stops_before_training(tiny_ctc_nemo, tiny_corpus, tmp_path, capsys):
+    """A missing cache stops the command in one line, before any training (the two commands a user types,
+    cache-teacher then distill, run in tests/test_quickstart.py)."""
     from conftest import tiny_encrl_overrides
 
-    args = [*tiny_encrl_overrides(tiny_ctc_nemo, tiny_corpus, tmp_path), f"model.teacher.cache={tmp_path}/cache"]
-    run = [sys.executable, "-m", "nemo_encrl.cli"]
-    done = subprocess.run([*run, "cache-teacher", *args], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "100%" in done.stderr and "40/40" in done.stderr  # a progress bar with its total
-    done = subprocess.run([*run, "distill", *args], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "reads the teacher's outputs from" in done.stdout + done.stderr
-    assert (tmp_path / "stage1.nemo").is_file()
-    # a missing cache stops the command before training, in one line
-    done = subprocess.run([*run, "distill", *args, f"model.teacher.cache={tmp_path}/nowhere"],
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("nemo-encrl distill: error: model.teacher.cache=")
+    from nemo_encrl.cli import main
+
+    args = [*tiny_encrl_overrides(tiny_ctc_nemo, tiny_corpus, tmp_path), f"model.teacher.cache={tmp_path}/nowhere"]
+    assert main(["distill", *args]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("nemo-encrl distill: error: model.teacher.cache=")
+    assert not (tmp_path / "stage1.nemo").exists()
 
 
 def test_a_run_reads_only_the_fields_its_losses_use():
