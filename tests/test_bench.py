@@ -272,3 +272,39 @@ def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
     assert timed == [f"{tmp_path}/t.nemo", "a_L6.nemo", "a_L3.nemo"] and measure.retimed(folders)
     b = json.loads((tmp_path / "b_L6" / "result.json").read_text())
     assert b["rtf_onnx"] == 0.02 and b["speed_of"] == "a_L6" and b["wer"] == 0.5
+
+
+def test_wave_starts_a_student_only_after_its_stage1(tmp_path, monkeypatch):
+    """Jobs start as workers free up, in order, each once its dependencies finished; a failed stage 1
+    fails its students without running them."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import nemo_encrl.bench.parallel as parallel
+
+    events, lock = [], threading.Lock()
+
+    def fake_run(cmd, stdout, stderr, check, env, fail=()):
+        name = cmd[cmd.index("--job") + 1]
+        with lock:
+            events.append(("start", name))
+        time.sleep({"stage1": 0.3}.get(name, 0.05))
+        with lock:
+            events.append(("end", name))
+        return SimpleNamespace(returncode=1 if name in fail else 0)
+
+    cfg = OmegaConf.create({"out_dir": str(tmp_path), "workers": 2, "job_threads": 1})
+    monkeypatch.setattr(parallel.subprocess, "run", fake_run)
+    parallel.run_wave(cfg, ["stage1", "student_a", "scratch", "student_b"], "t", deps={
+        "student_a": {"stage1"}, "student_b": {"stage1"}}, status_every_s=0.01)
+    order = list(events)
+    assert order.index(("end", "stage1")) < order.index(("start", "student_a"))
+    assert order.index(("start", "scratch")) < order.index(("end", "stage1"))  # a free worker does not idle
+
+    events.clear()
+    monkeypatch.setattr(parallel.subprocess, "run", lambda *a, **k: fake_run(*a, **k, fail={"stage1"}))
+    with pytest.raises(parallel.JobFailed, match="stage1, student_a, student_b"):
+        parallel.run_wave(cfg, ["stage1", "student_a", "scratch", "student_b"], "t", deps={
+            "student_a": {"stage1"}, "student_b": {"stage1"}}, status_every_s=0.01)
+    assert ("start", "student_a") not in events and ("start", "scratch") in events

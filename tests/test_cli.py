@@ -91,7 +91,7 @@ def test_demo_in_steps_end_to_end_and_resumable(tiny_ctc_nemo, tmp_path, monkeyp
     assert "Command: `nemo-encrl demo teacher=" in (tmp_path / "out" / "bench_report.md").read_text()
     # the profile's two workers: each job in its own process (its log in its folder, its steps reported to the
     # status lines), then every speed timed again with nothing else running
-    assert "[students + scratch 3/3]" in printed
+    assert "[bench 5/5]" in printed  # one wave: no sweep to wait for (one scratch config)
     for name in rows:
         if name != "teacher":
             assert "Trainer.fit" in (tmp_path / "out" / name / "log.txt").read_text()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from nemo_encrl.joblog import say
+
 
 def speeds(nemo: str, test_manifest: Path, folder: Path, cfg: DictConfig) -> dict:
     from nemo_encrl.data.manifest import read_manifest
@@ -83,6 +85,6 @@ def retime(cfg: DictConfig, folders: list[Path], test_manifest: Path) -> list[st
             result.update(timed, speed_of=group[0].name, speed_timed=time.strftime("%Y-%m-%d %H:%M"),
                           speed_settings=OmegaConf.to_container(cfg.speed))  # fmt: skip
             (folder / "result.json").write_text(json.dumps(result, indent=1))
-        print(f"[retime {i}/{len(by_arch)}] {group[0].name} ({len(group)} models of its architecture): ONNX RTF "
-              f"{timed['rtf_onnx']:.4f} (teacher beside it {timed['rtf_onnx_teacher']:.4f})", flush=True)
+        say(f"[retime {i}/{len(by_arch)}] {group[0].name} ({len(group)} models of its architecture): ONNX RTF "
+            f"{timed['rtf_onnx']:.4f} (teacher beside it {timed['rtf_onnx_teacher']:.4f})")
     return [f.name for f in done]

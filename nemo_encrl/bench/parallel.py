@@ -43,8 +43,10 @@ def job_env(cfg: DictConfig, cores: int | None = None) -> dict[str, str]:
 
 
 def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, float] | None = None,
-             done: set[str] = frozenset(), status_every_s: float = 60.0) -> None:
-    """Run `names` `cfg.workers` at a time (those in `done`, finished under the same settings, start no
+             done: set[str] = frozenset(), deps: dict[str, set[str]] | None = None,
+             status_every_s: float = 60.0) -> None:
+    """Run `names` `cfg.workers` at a time, each as soon as a worker is free and its `deps` (names in this
+    wave) have finished, in the order given (those in `done`, finished under the same settings, start no
     process); after the wave, stop if any failed. A line per job, and every `status_every_s` the running
     jobs' steps; `units` (each job's training compute) gives both an ETA at the wave's own pace."""
     out = Path(cfg.out_dir)
@@ -53,9 +55,10 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
     env = job_env(cfg)
     for i, name in enumerate(n for n in names if n in done):
         print(f"[{label} {i + 1}/{len(names)}] {name}: done before, skipped", flush=True)
-    total, finished = len(names), len(done & set(names))
-    names = [n for n in names if n not in done]
-    pace = WavePace({n: (units or {}).get(n, 1.0) for n in names})
+    total, finished, in_wave = len(names), len(done & set(names)), set(names)
+    queue = [n for n in names if n not in done]
+    pace = WavePace({n: (units or {}).get(n, 1.0) for n in queue})
+    waits = {n: {d for d in (deps or {}).get(n, ()) if d in in_wave and d not in done} for n in queue}
 
     def one(name: str) -> tuple[str, int]:
         folder = out / name
@@ -67,10 +70,20 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
                                  env={**env, PROGRESS_ENV: str(folder / "progress.txt")})
         return name, job.returncode
 
-    failed = []
+    failed: list[str] = []
     with ThreadPoolExecutor(max_workers=int(cfg.workers)) as pool:
-        pending = {pool.submit(one, name): name for name in names}
-        while pending:
+        pending = {}
+        while queue or pending:
+            for name in [n for n in queue if waits[n] & set(failed)]:  # a failed stage 1 fails its students
+                queue.remove(name)
+                finished += 1
+                print(f"[{label} {finished}/{total}] {name}: not run, {sorted(waits[name] & set(failed))[0]} failed", flush=True)
+                failed.append(name)
+            while len(pending) < int(cfg.workers) and (ready := [n for n in queue if not waits[n]]):
+                queue.remove(ready[0])
+                pending[pool.submit(one, ready[0])] = ready[0]
+            if not pending:
+                break
             ended, _ = wait(pending, timeout=status_every_s, return_when=FIRST_COMPLETED)
             for future in ended:
                 name, code = future.result()
@@ -80,6 +93,9 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
                 print(f"[{label} {finished}/{total}] {name}: {_outcome(out / name, code)}{pace.eta()}", flush=True)
                 if code:
                     failed.append(name)
+                else:
+                    for n in queue:
+                        waits[n].discard(name)
             running = {name: read_progress(out / name / "progress.txt") for f, name in pending.items() if f.running()}
             pace.update({name: p for name, p in running.items() if p})
             if not ended and running:

@@ -207,7 +207,8 @@ def run_one(cfg: DictConfig, name: str) -> dict:
     """One job of the profile by its folder name (what `workers` > 1 runs in each process)."""
     out = Path(cfg.out_dir)
     costs = load_or_measure(cfg, lambda: _never_measured(out))
-    chosen = json.loads((out / "scratch_choice.json").read_text())["chosen"] if (out / "scratch_choice.json").exists() else None
+    only = next(iter(cfg.scratch.configs)) if len(cfg.scratch.configs) == 1 else None
+    chosen = json.loads((out / "scratch_choice.json").read_text())["chosen"] if (out / "scratch_choice.json").exists() else only
     jobs = {j.name: j for j in [*sweep_jobs(cfg), *plan_jobs(cfg, chosen or "?")]}
     if name not in jobs:
         raise KeyError(f"--job {name}: no such job in profile {cfg.name} (yet: students wait for the scratch sweep)")
@@ -265,7 +266,11 @@ def run_bench(cfg: DictConfig) -> Path:
     stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
     _check_reusable(cfg, costs, hours, [*sweep, *stage1], None)  # a stale run stops the bench before training
     workers = int(cfg.get("workers", 1)) > 1
-    if workers:
+    only = next(iter(cfg.scratch.configs)) if len(cfg.scratch.configs) == 1 else None  # no sweep to wait for
+    if workers and only:  # every job in one wave: students start as soon as their stage 1 is done
+        _check_reusable(cfg, costs, hours, all_jobs(cfg, only), only)
+        _wave(cfg, costs, hours, all_jobs(cfg, only), only, "bench")
+    elif workers:
         _wave(cfg, costs, hours, [*sweep, *stage1], None, "sweep + stage 1")
     for i, job in enumerate(sweep, 1):
         _run_job(cfg, job, job_steps(cfg, costs, job, hours[job.data]), None, f"[scratch sweep {i}/{len(sweep)}]",
@@ -275,7 +280,7 @@ def run_bench(cfg: DictConfig) -> Path:
           + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items()) + ")", flush=True)
     rest = [j for j in plan_jobs(cfg, chosen) if j not in sweep]
     _check_reusable(cfg, costs, hours, rest, chosen)
-    if workers:
+    if workers and not only:
         _wave(cfg, costs, hours, [j for j in rest if j.kind != "stage1"], chosen, "students + scratch")
     units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
     for i, job in enumerate(rest):
@@ -285,7 +290,8 @@ def run_bench(cfg: DictConfig) -> Path:
                  say_done=not workers)  # fmt: skip
     models = [out / "teacher", *(out / j.name for j in all_jobs(cfg, chosen) if j.kind != "stage1")]
     if workers and not retimed(models):  # the jobs trained side by side: time them now, nothing else running
-        retime(cfg, models, corpus_dir(cfg.eval_corpus) / "test_manifest.json")
+        with quiet_job(cfg, out / "retime_log.txt", "[bench] timing each architecture beside the teacher"):
+            retime(cfg, models, corpus_dir(cfg.eval_corpus) / "test_manifest.json")
     return write_report(cfg, all_jobs(cfg, chosen), costs, hours, chosen)
 
 
@@ -307,7 +313,11 @@ def _wave(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job], chosen: s
     steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
     done = {j.name for j in jobs if (Path(cfg.out_dir) / j.name / "result.json").exists()
             and stored_settings(Path(cfg.out_dir) / j.name) == job_settings(cfg, j, steps[j.name], chosen)}
-    run_wave(cfg, [j.name for j in jobs], label, _wave_units(cfg, costs, hours, jobs), done=done)
+    units = _wave_units(cfg, costs, hours, jobs)
+    # stage 1 first (its students wait for it), then the longest jobs first: the workers finish together
+    jobs = sorted(jobs, key=lambda j: (j.kind != "stage1", -units[j.name]))
+    deps = {j.name: {stage1_of(cfg, j).name} for j in jobs if j.kind == "encrl"}
+    run_wave(cfg, [j.name for j in jobs], label, units, done=done, deps=deps)
 
 
 def _wave_units(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job]) -> dict[str, float]:
