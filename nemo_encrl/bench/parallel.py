@@ -82,7 +82,9 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
             while len(pending) < int(cfg.workers) and (ready := [n for n in queue if not waits[n]]):
                 queue.remove(ready[0])
                 pending[pool.submit(one, ready[0])] = ready[0]
-            if not pending:
+            if not pending:  # nothing runs and nothing can start: only a dependency cycle would do that
+                if queue:
+                    raise JobFailed(f"bench jobs wait for each other and cannot start: {', '.join(queue)}")
                 break
             ended, _ = wait(pending, timeout=status_every_s, return_when=FIRST_COMPLETED)
             for future in ended:
