@@ -202,14 +202,17 @@ def test_wave_eta_from_its_own_pace():
     from nemo_encrl.bench.parallel import WavePace, eta
 
     assert eta(600, 100, 400) == ", ~30 min left" and eta(5, 0, 400) == "" and eta(900, 400, 400) == ""
-    pace = WavePace({"resumed": 100.0, "fresh": 100.0})
-    pace.start -= 600
+    pace = WavePace({"resumed": 100.0, "fresh": 100.0}, window_s=1800)
+    t0 = pace.samples[0][0]
     pace.update({"resumed": (500, 1000), "fresh": (0, 1000)})  # met half done: only its second half counts
-    assert pace.eta() == ""
+    assert pace.eta(t0 + 60) == ""
     pace.update({"resumed": (750, 1000)})
-    assert pace.eta() == ", ~50 min left"  # 25 of 150 units in 10 min
+    assert pace.eta(t0 + 600) == ", ~50 min left"  # 25 of 150 units in 10 min
     pace.finish("resumed")
-    assert pace.eta() == ", ~20 min left"
+    assert pace.eta(t0 + 1200) == ", ~40 min left"
+    assert pace.eta(t0 + 4800) == ""  # an hour without progress (suspended, say): no pace to go by
+    pace.update({"fresh": (250, 1000)})
+    assert pace.eta(t0 + 5400) == ", ~30 min left"  # going again: the pace of the last half hour, not the pause
 
 
 def test_student_settings_follow_their_stage1():

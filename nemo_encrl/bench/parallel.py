@@ -115,11 +115,13 @@ def _outcome(folder: Path, code: int) -> str:
 
 
 class WavePace:
-    """The wave's compute done (finished jobs, and the steps running jobs took in this wave) against its
-    time, for an ETA. A job resumed at step k counts only the steps after k."""
+    """The wave's compute done (finished jobs, and the steps running jobs took in this wave) against time,
+    for an ETA at the pace of the last `window_s` (a machine that got busier, or a wave suspended for a
+    while, does not skew it for long). A job resumed at step k counts only the steps after k."""
 
-    def __init__(self, todo: dict[str, float]):
-        self.todo, self.start, self.first, self.now = todo, time.monotonic(), {}, {}
+    def __init__(self, todo: dict[str, float], window_s: float = 1800.0):
+        self.todo, self.first, self.now, self.window_s = todo, {}, {}, window_s
+        self.samples = [(time.monotonic(), 0.0)]  # (time, compute done)
 
     def update(self, progress: dict[str, tuple[int, int]]) -> None:
         for name, (step, total) in progress.items():
@@ -130,10 +132,14 @@ class WavePace:
         self.first.setdefault(name, 0.0)
         self.now[name] = 1.0
 
-    def eta(self) -> str:
+    def eta(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
         total = sum(units * (1.0 - self.first.get(name, 0.0)) for name, units in self.todo.items())
         done = sum(units * (self.now.get(name, 0.0) - self.first.get(name, 0.0)) for name, units in self.todo.items())
-        return eta(time.monotonic() - self.start, done, total)
+        self.samples = [(t, d) for t, d in self.samples if now - t <= 2 * self.window_s] + [(now, done)]
+        recent = [(t, d) for t, d in self.samples if now - t <= self.window_s] or self.samples[-1:]
+        then, done_then = recent[0] if done > recent[0][1] else self.samples[0]
+        return eta(now - then, done - done_then, total - done_then)
 
 
 def eta(elapsed_s: float, done: float, total: float) -> str:
