@@ -311,3 +311,22 @@ def test_wave_starts_a_student_only_after_its_stage1(tmp_path, monkeypatch):
         parallel.run_wave(cfg, ["stage1", "student_a", "scratch", "student_b"], "t", deps={
             "student_a": {"stage1"}, "student_b": {"stage1"}}, status_every_s=0.01)
     assert ("start", "student_a") not in events and ("start", "scratch") in events
+
+
+def test_a_raised_budget_passes_the_stale_check_and_other_settings_do_not(tmp_path, monkeypatch):
+    """Before training, every existing run is checked: a finished run with only a smaller `steps` is
+    continued later (not refused), any other difference stops the bench."""
+    import nemo_encrl.bench.run as run
+
+    job = Job("scratch", "small", 1, depth=3, config="noreg")
+    folder = tmp_path / job.name
+    folder.mkdir()
+    (folder / "settings.json").write_text(json.dumps({"kind": "scratch", "steps": 12, "lr": 1.0}))
+    (folder / "result.json").write_text("{}")
+    cfg = OmegaConf.create({"out_dir": str(tmp_path)})
+    monkeypatch.setattr(run, "job_steps", lambda cfg, costs, job, hours: 15)
+    monkeypatch.setattr(run, "job_settings", lambda cfg, job, steps, chosen: {"kind": "scratch", "steps": steps, "lr": 1.0})
+    run._check_reusable(cfg, COSTS, {"small": 1.0}, [job], "noreg")
+    monkeypatch.setattr(run, "job_settings", lambda cfg, job, steps, chosen: {"kind": "scratch", "steps": steps, "lr": 2.0})
+    with pytest.raises(StaleRunError, match=r"other settings \(lr, steps changed"):
+        run._check_reusable(cfg, COSTS, {"small": 1.0}, [job], "noreg")
