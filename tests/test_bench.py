@@ -91,7 +91,11 @@ def _tiny_bench(tmp_path, tiny_ctc_nemo, extra=()):
     cfg = load_config("bench", "quick", [f"teacher={tiny_ctc_nemo}", "data.small.corpus=tiny", "eval_corpus=tiny",
                                          f"out_dir={tmp_path}/bench", f"report={tmp_path}/docs/RESULTS.md",
                                          "depths=[2,1]", "steps=12", "stage1_steps=4", "validate_every=3",
-                                         "cost.steps=2", "cost.warmup=1", "speed.utterances=2", "speed.repeats=1",
+                                         "speed.utterances=2", "speed.repeats=1",
+                                         # pinned: budgets that do not move with the machine's load (measured
+                                         # costs on a busy machine charged stage 1 more than the whole budget)
+                                         "cost.pinned={ctc: {2: 1.0, 1: 0.6}, stage1_online: 1.8, stage1_cached: 1.2, "
+                                         "teacher_per_audio_hour: 100.0, unit_ms: 500.0, stage2_kl_cached: {2: 1.1, 1: 0.7}}",
                                          "command=test", "scratch.configs.reg_lr1.regularize_after=2", "scratch.sweep_at.depth=2", "families.1.depths=[1]",
                                          "families.2.depths=[1]", "repeat.0.depths=[1]", *extra])  # fmt: skip
     with open_dict(cfg):
@@ -126,11 +130,8 @@ def test_tiny_bench_end_to_end_resume_and_stale_settings(tiny_ctc_nemo, tmp_path
     assert "mse_small_L2_s1: unfinished, continuing from its last checkpoint (~step 3 of" in printed
     assert printed.count("done before, skipped") == 3  # the two sweep runs and stage 1; nothing else had finished
 
-    costs = Costs.from_dict(json.loads((out / "cost.json").read_text()))
-    assert set(costs.ctc) == {1, 2} and costs.ctc[2] == 1.0 and costs.stage1_cached > 0 and costs.unit_ms > 0
     choice = json.loads((out / "scratch_choice.json").read_text())
     assert set(choice["mean_last3_dev_wer"]) == {"reg_lr1", "noreg_lr1"}
-    assert costs.stage2_kl_cached[1] > 0
     for name in ("mse_small_L2_s1", "mse_small_L1_s1", f"scratch-{choice['chosen']}_small_L1_s1", "clip1_small_L1_s1",
                  "mse_kl0.5_small_L1_s1"):
         result = json.loads((out / name / "result.json").read_text())

@@ -62,7 +62,8 @@ def _tiny_demo_argv(teacher) -> list[str]:
     training = [o for o in TINY_TRAINING if not o.startswith("trainer.max_steps")] + ["model.encoder.conv_kernel_size=7"]
     return ["demo", f"teacher={teacher}", "data.small.corpus=tiny", "eval_corpus=tiny", "out_dir=out",
             "report=out/bench_report.md", "depths=[2,1]", "steps=8", "stage1_steps=3", "validate_every=4",
-            "cost.steps=2", "cost.warmup=1", "cost.pinned=null", "speed.utterances=2", "speed.repeats=1",
+            "cost.pinned={ctc: {2: 1.0, 1: 0.6}, stage1_online: 1.8, stage1_cached: 1.2, teacher_per_audio_hour: 100.0, "
+            "unit_ms: 500.0, stage2_kl_cached: {2: 1.1, 1: 0.7}}", "speed.utterances=2", "speed.repeats=1",
             "student={d_model: 16, n_layers: 2, n_heads: 2}", f"overrides=[{','.join(training)}]"]  # fmt: skip
 
 
