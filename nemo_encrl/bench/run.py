@@ -172,7 +172,7 @@ def _run_job(cfg: DictConfig, job: Job, steps: int, chosen: str | None, label: s
                   "train_seconds": points[-1]["wall_seconds"] if points else None}  # fmt: skip
         if job.kind != "stage1":
             result.update(measure(nemo, corpus_dir(cfg.eval_corpus) / "test_manifest.json", folder, cfg,
-                                  timed=int(cfg.get("workers", 1)) <= 1))  # fmt: skip
+                                  timed=not side_by_side(cfg)))  # fmt: skip
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     wers = last_dev_wers(points, 1)
     print(f"{label} {job.name}: done, {steps} steps in {(result['train_seconds'] or 0) / 60:.1f} min"
@@ -207,8 +207,7 @@ def run_one(cfg: DictConfig, name: str) -> dict:
     """One job of the profile by its folder name (what `workers` > 1 runs in each process)."""
     out = Path(cfg.out_dir)
     costs = load_or_measure(cfg, lambda: _never_measured(out))
-    only = next(iter(cfg.scratch.configs)) if len(cfg.scratch.configs) == 1 else None
-    chosen = json.loads((out / "scratch_choice.json").read_text())["chosen"] if (out / "scratch_choice.json").exists() else only
+    chosen = json.loads((out / "scratch_choice.json").read_text())["chosen"] if (out / "scratch_choice.json").exists() else only_scratch_config(cfg)
     jobs = {j.name: j for j in [*sweep_jobs(cfg), *plan_jobs(cfg, chosen or "?")]}
     if name not in jobs:
         raise KeyError(f"--job {name}: no such job in profile {cfg.name} (yet: students wait for the scratch sweep)")
@@ -259,16 +258,15 @@ def run_bench(cfg: DictConfig) -> Path:
         record_settings(teacher, teacher_settings)
         with quiet_job(cfg, teacher / "log.txt", "[bench] scoring the teacher"):
             result = measure(cfg.teacher, corpus_dir(cfg.eval_corpus) / "test_manifest.json", teacher, cfg,
-                             timed=int(cfg.get("workers", 1)) <= 1)  # fmt: skip
+                             timed=not side_by_side(cfg))  # fmt: skip
         (teacher / "result.json").write_text(json.dumps(result, indent=1))
 
     sweep = sweep_jobs(cfg)
     stage1 = [j for j in plan_jobs(cfg, "?") if j.kind == "stage1"]  # stage 1 needs no sweep result
-    _check_reusable(cfg, costs, hours, [*sweep, *stage1], None)  # a stale run stops the bench before training
-    workers = int(cfg.get("workers", 1)) > 1
-    only = next(iter(cfg.scratch.configs)) if len(cfg.scratch.configs) == 1 else None  # no sweep to wait for
+    workers, only = side_by_side(cfg), only_scratch_config(cfg)
+    # a stale run stops the bench before training (the students too, where no sweep has to choose first)
+    _check_reusable(cfg, costs, hours, all_jobs(cfg, only) if only else [*sweep, *stage1], only)
     if workers and only:  # every job in one wave: students start as soon as their stage 1 is done
-        _check_reusable(cfg, costs, hours, all_jobs(cfg, only), only)
         _wave(cfg, costs, hours, all_jobs(cfg, only), only, "bench")
     elif workers:
         _wave(cfg, costs, hours, [*sweep, *stage1], None, "sweep + stage 1")
@@ -279,7 +277,8 @@ def run_bench(cfg: DictConfig) -> Path:
     print(f"[bench] scratch sweep: {chosen} chosen (mean dev WER of the last 3 validations: "
           + ", ".join(f"{k} {100 * v:.1f}%" for k, v in scores.items()) + ")", flush=True)
     rest = [j for j in plan_jobs(cfg, chosen) if j not in sweep]
-    _check_reusable(cfg, costs, hours, rest, chosen)
+    if not only:
+        _check_reusable(cfg, costs, hours, rest, chosen)
     if workers and not only:
         _wave(cfg, costs, hours, [j for j in rest if j.kind != "stage1"], chosen, "students + scratch")
     units = [_units(cfg, costs, job, job_steps(cfg, costs, job, hours[job.data])) for job in rest]
@@ -293,6 +292,16 @@ def run_bench(cfg: DictConfig) -> Path:
         with quiet_job(cfg, out / "retime_log.txt", "[bench] timing each architecture beside the teacher"):
             retime(cfg, models, corpus_dir(cfg.eval_corpus) / "test_manifest.json")
     return write_report(cfg, all_jobs(cfg, chosen), costs, hours, chosen)
+
+
+def side_by_side(cfg: DictConfig) -> bool:
+    """Jobs run in `workers` processes at once: none is timed while the others train."""
+    return int(cfg.get("workers", 1)) > 1
+
+
+def only_scratch_config(cfg: DictConfig) -> str | None:
+    """The scratch config when there is just one: nothing for a sweep to choose, no sweep to wait for."""
+    return next(iter(cfg.scratch.configs)) if len(cfg.scratch.configs) == 1 else None
 
 
 def _check_reusable(cfg: DictConfig, costs: Costs, hours: dict, jobs: list[Job], chosen: str | None) -> None:
