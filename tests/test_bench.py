@@ -19,7 +19,7 @@ COSTS = Costs(ctc={6: 1.0, 3: 0.6}, stage1_online=1.8, stage1_cached=1.2, teache
 
 
 def test_plan_sweep_first_then_families_with_partners():
-    cfg = load_config("bench", "cpu")
+    cfg = load_config("bench", "cpu_long")
     assert [j.name for j in sweep_jobs(cfg)] == ["scratch-reg_lr1_small_L6_s1", "scratch-reg_lr2_small_L6_s1",
                                                  "scratch-reg_lr0.5_small_L6_s1", "scratch-noreg_lr1_small_L6_s1"]  # fmt: skip
     jobs = plan_jobs(cfg, "reg_lr2")
@@ -45,11 +45,11 @@ def test_profile_errors_name_the_key(override, message):
     from nemo_encrl.bench.plan import check_profile
 
     with pytest.raises(BenchConfigError, match=message):
-        check_profile(load_config("bench", "cpu", [override]))
+        check_profile(load_config("bench", "cpu_long", [override]))
 
 
 def test_stage2_budget_charges_stage1_by_cost_and_the_family_costs_what_scratch_costs():
-    cfg = load_config("bench", "cpu", ["steps=3000", "stage1_steps=1000"])
+    cfg = load_config("bench", "cpu_long", ["steps=3000", "stage1_steps=1000"])
     hours = 3.9
     family = stage1_units(cfg, COSTS, "small", hours)
     assert family == pytest.approx(1000 * 1.2 + 3.9 * 100)  # cached steps + the cache build
@@ -65,11 +65,11 @@ def test_stage2_budget_charges_stage1_by_cost_and_the_family_costs_what_scratch_
     with pytest.raises(BenchConfigError, match="no stage-2 KL step cost for depth 3"):
         stage2_steps(cfg, COSTS, "small", 3, hours, "mse_kl0.5")
     with pytest.raises(BenchConfigError, match="stage 1 .* costs more than steps=500"):
-        stage2_steps(load_config("bench", "cpu", ["steps=500", "stage1_steps=1000"]), COSTS, "small", 6, hours)
+        stage2_steps(load_config("bench", "cpu_long", ["steps=500", "stage1_steps=1000"]), COSTS, "small", 6, hours)
 
 
 def test_compute_curve_shared_and_whole_stage1():
-    cfg = load_config("bench", "cpu", ["steps=3000", "stage1_steps=1000"])
+    cfg = load_config("bench", "cpu_long", ["steps=3000", "stage1_steps=1000"])
     r = {"kind": "encrl", "data": "same", "depth": 3, "steps": 100,
          "curve": [{"step": 50, "val_wer": 0.5}, {"step": 100, "val_wer": 0.3}, {"step": 100, "end": True}]}  # fmt: skip
     shared = acc.compute_curve(cfg, COSTS, r, 1.0)
@@ -191,12 +191,12 @@ def test_job_processes_share_the_cores_out():
     """Each of `workers` job processes gets its share of the cores (oversubscribed, steps were ~4x slower)."""
     from nemo_encrl.bench.parallel import job_env
 
-    cfg = load_config("bench", "cpu", ["workers=2"])
+    cfg = load_config("bench", "cpu_long", ["workers=2"])
     assert job_env(cfg, cores=2)["OMP_NUM_THREADS"] == "1" and job_env(cfg, cores=16)["OMP_NUM_THREADS"] == "8"
     assert job_env(load_config("bench", "gpu"), cores=4)["OMP_NUM_THREADS"] == "1"  # never 0 threads
-    assert job_env(load_config("bench", "cpu", ["job_threads=3"]), cores=2)["MKL_NUM_THREADS"] == "3"
+    assert job_env(load_config("bench", "cpu_long", ["job_threads=3"]), cores=2)["MKL_NUM_THREADS"] == "3"
     with pytest.raises(ValueError, match="job_threads=0"):
-        job_env(load_config("bench", "cpu", ["job_threads=0"]))
+        job_env(load_config("bench", "cpu_long", ["job_threads=0"]))
 
 
 def test_wave_eta_from_its_own_pace():
@@ -221,8 +221,8 @@ def test_student_settings_follow_their_stage1():
     from nemo_encrl.bench.settings import job_settings
 
     job = Job("encrl", "small", 1, recipe="mse", depth=3)
-    before = job_settings(load_config("bench", "cpu"), job, 100, "reg_lr1")
-    after = job_settings(load_config("bench", "cpu", ["recipes.mse.clip=0.2"]), job, 100, "reg_lr1")
+    before = job_settings(load_config("bench", "cpu_long"), job, 100, "reg_lr1")
+    after = job_settings(load_config("bench", "cpu_long", ["recipes.mse.clip=0.2"]), job, 100, "reg_lr1")
     assert before["stage1_settings"]["losses"] == {"clip": 0.0} and after["stage1_settings"]["losses"] == {"clip": 0.2}
 
 
@@ -254,6 +254,26 @@ def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
     assert 0 < steps["mse_small_L6_s1"] < cfg.steps and 0 < steps["mse_small_L3_s1"] < cfg.steps
 
 
+def test_cpu_profile_fits_one_sitting_with_both_data_settings_and_two_seeds(tmp_path):
+    """conf/bench/cpu.yaml: pinned costs (same steps everywhere), the main comparison at two seeds and both
+    depths, the same-data setting, and a total that two 1-thread workers train in about two hours."""
+    from nemo_encrl.bench.budget import job_steps, load_or_measure
+    from nemo_encrl.bench.run import _units
+
+    cfg = load_config("bench", "cpu", [f"out_dir={tmp_path}/cpu"])
+    costs = load_or_measure(cfg, lambda: pytest.fail("the cpu profile measured its step costs"))
+    check_profile(cfg)
+    hours = {"small": 3.9, "same": 25.8}  # the bench and teacher_x2 train splits (docs/CORPUS.md)
+    sweep = sweep_jobs(cfg)
+    jobs = [*sweep, *(j for j in plan_jobs(cfg, "noreg_lr0.6") if j not in sweep)]
+    steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
+    assert all(0 < s <= cfg.steps for s in steps.values())
+    assert {(j.data, j.depth, j.seed) for j in jobs if j.kind == "encrl"} == {
+        ("small", 6, 1), ("small", 3, 1), ("small", 6, 2), ("small", 3, 2), ("same", 6, 1)}
+    units = sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
+    # two workers at ~1.1 s a full-depth step each (measured 2026-11-26): under 1.7 h of training steps
+    assert 9000 < units < 11000, units
+
 def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
     """Speed depends on the architecture alone: one timing per architecture serves all its models."""
     import nemo_encrl.bench.measure as measure
@@ -265,7 +285,7 @@ def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
         return {"rtf_onnx": 0.01 * len(timed), "rtf_onnx_teacher": 0.02, "rtf_pytorch": 0.03}
 
     monkeypatch.setattr(measure, "speeds", fake_speeds)
-    cfg = load_config("bench", "cpu", [f"teacher={tmp_path}/t.nemo"])
+    cfg = load_config("bench", "cpu_long", [f"teacher={tmp_path}/t.nemo"])
     arch = {"teacher": "T", "a_L6": "L6", "b_L6": "L6", "a_L3": "L3"}
     for name, a in arch.items():
         (tmp_path / name).mkdir()
