@@ -36,34 +36,53 @@ def _prepare(args) -> None:
         print(f"{part}: {paths['manifest']}")
 
 
-def _teacher(args) -> Path:
+def _fit(args, group: str, fit, log_of=lambda cfg: Path(cfg.exp_manager.exp_dir) / "log.txt"):
+    """Load the verb's config (conf/<group>/) and run `fit` on it. NeMo's, Lightning's and lhotse's output go
+    to the run's log (`log_of(cfg)`, None: the terminal) while the terminal keeps the progress bar and the
+    result; --verbose prints everything here instead."""
     from nemo_encrl.config import load_config
+    from nemo_encrl.joblog import job_log
+
+    cfg = load_config(group, args.config, args.overrides)
+    log_path = None if args.verbose else log_of(cfg)
+    if log_path is not None:
+        print(f"nemo-encrl {args.command}: NeMo's output goes to {log_path} (--verbose: here)", flush=True)
+    with job_log(log_path):
+        return fit(cfg)
+
+
+def _wrote(args, nemo: Path) -> Path:
+    print(f"nemo-encrl {args.command}: wrote {nemo}", flush=True)
+    return nemo
+
+
+def _teacher(args) -> Path:
     from nemo_encrl.training import fit_ctc_bpe
 
-    return fit_ctc_bpe(load_config("teacher", args.config, args.overrides))
+    return _wrote(args, _fit(args, "teacher", fit_ctc_bpe))
 
 
 def _distill(args) -> Path:
-    from nemo_encrl.config import load_config
     from nemo_encrl.training import fit_encrl
 
-    return fit_encrl(load_config("encrl", args.config, args.overrides))
+    return _wrote(args, _fit(args, "encrl", fit_encrl))
 
 
 def _cache_teacher(args) -> Path:
     from nemo_encrl.cache.builder import build_teacher_cache
-    from nemo_encrl.config import load_config
 
-    folder = build_teacher_cache(load_config("encrl", args.config, args.overrides))
+    def beside_the_cache(cfg):  # none: the builder names the missing key
+        return Path(f"{cfg.model.teacher.cache}_log.txt") if cfg.model.teacher.get("cache") else None
+
+    folder = _fit(args, "encrl", build_teacher_cache, beside_the_cache)
     print(f"teacher cache: {folder} (stage 1 reads it with model.teacher.cache={folder})")
     return folder
 
 
 def _finetune(args) -> dict:
-    from nemo_encrl.config import load_config
     from nemo_encrl.finetune import finetune_students
 
-    results = finetune_students(load_config("finetune", args.config, args.overrides))
+    results = _fit(args, "finetune", finetune_students)
     for depth, result in results.items():
         print(f"depth {depth}: {result['nemo']} ({result['train_seconds']} s)")
     return results
@@ -150,17 +169,15 @@ def _evaluate_two_pass(model, args) -> dict:
 
 
 def _two_pass(args) -> Path:
-    from nemo_encrl.config import load_config
     from nemo_encrl.training import fit_two_pass
 
-    return fit_two_pass(load_config("two_pass", args.config, args.overrides))
+    return _wrote(args, _fit(args, "two_pass", fit_two_pass))
 
 
 def _two_pass_kd(args) -> Path:
-    from nemo_encrl.config import load_config
     from nemo_encrl.training import fit_two_pass_kd
 
-    return fit_two_pass_kd(load_config("two_pass", args.config, args.overrides))
+    return _wrote(args, _fit(args, "two_pass", fit_two_pass_kd))
 
 
 def _two_pass_bench(args) -> Path:
@@ -264,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{what} (conf/{group}/)")
         p.add_argument("--config", default=default, help=f"name in conf/{group}/ or a YAML path")
         p.add_argument("overrides", nargs="*", help=f"Hydra-style overrides, e.g. {example}")
+        p.add_argument("--verbose", action="store_true",
+                       help="NeMo's and Lightning's output here (default: in <exp_manager.exp_dir>/log.txt)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("average", help="a .nemo whose weights are the mean of several checkpoints of one run")

@@ -146,6 +146,7 @@ def build_teacher_cache(cfg: DictConfig) -> Path:
     from lhotse.dataset import DynamicCutSampler
     from tqdm import tqdm
 
+    from nemo_encrl.joblog import terminal
     from nemo_encrl.modules import TeacherWrapper
     from nemo_encrl.teacher import load_ctc_model
 
@@ -206,7 +207,8 @@ def build_teacher_cache(cfg: DictConfig) -> Path:
     next_index = max((int(s.name[5:10]) for s in shards), default=-1) + 1
     writer = None
     earlier, start = float(meta.get("seconds_before_resume", 0.0)), time.time()
-    with tqdm(total=total, initial=len(done_ids), unit="utt", desc="teacher cache", dynamic_ncols=True) as bar:
+    with tqdm(total=total, initial=len(done_ids), unit="utt", desc="teacher cache", dynamic_ncols=True,
+              file=terminal()) as bar:  # on the terminal also while the output goes to a log (None: stderr)
         for audio, lengths, cuts in loader:
             with torch.no_grad():
                 feats, feat_len = preprocessor(input_signal=audio.to(device), length=lengths.to(device))
