@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from omegaconf import open_dict
 
 from nemo_encrl.cache import TeacherCache, TeacherCacheError
 from nemo_encrl.cache.builder import build_teacher_cache
@@ -250,3 +251,32 @@ def test_a_run_reads_only_the_fields_its_losses_use():
     assert cache.fields_for(kd) == ["teacher_logprobs"]
     assert cache.missing_for(small) == [] and "teacher layers [9]" in cache.missing_for(
         CacheLayout(encoder=False, logprobs=None, hidden_layers=(9,)))[0]
+
+
+def test_step_costs_time_every_kind_on_the_same_batches(built, tiny_ctc_nemo, tiny_corpus, tmp_path):
+    """The bench's step-cost measurement (nemo_encrl/bench/cost.py) on the tiny setup: every kind of step is
+    timed, and the costs come out in units of the full-depth CTC step, as the budgets read them."""
+    from nemo_encrl.bench.budget import Costs
+    from nemo_encrl.bench.cost import costs_from_timing, time_steps
+
+    cfg = _cfg(tiny_ctc_nemo, tiny_corpus, tmp_path)
+    with open_dict(cfg):
+        cfg.model.teacher.cache = str(built["float16"])
+    timing = time_steps(cfg, [2], steps=2, warmup=1)
+    assert set(timing["ms"]) == {"ctc_L2", "stage1_online", "stage1_cached", "kl_cached_L2", "teacher_forward"}
+    assert all(ms > 0 for ms in timing["ms"].values()) and timing["audio_seconds"] > 0 and timing["steps"] == 2
+    costs = Costs.from_dict(costs_from_timing(timing, full_depth=2))
+    assert costs.ctc == {2: 1.0} and set(costs.stage2_kl_cached) == {2}
+    assert costs.unit_ms == timing["ms"]["ctc_L2"] and costs.teacher_per_audio_hour > 0
+
+
+def test_step_costs_arithmetic():
+    from nemo_encrl.bench.cost import costs_from_timing
+
+    timing = {"ms": {"ctc_L6": 400.0, "ctc_L3": 300.0, "stage1_online": 800.0, "teacher_forward": 100.0},
+              "audio_seconds": 720.0, "steps": 20, "threads": 2, "machine": "test"}  # fmt: skip
+    costs = costs_from_timing(timing, full_depth=6)
+    assert costs["ctc"] == {6: 1.0, 3: 0.75} and costs["stage1_online"] == 2.0
+    assert costs["stage1_cached"] == 2.0  # no cache timed: charged as online
+    # 20 teacher passes of 100 ms over 0.2 h of audio: 10 s an hour of audio, 25 steps of 400 ms
+    assert costs["teacher_per_audio_hour"] == 25.0 and costs["stage2_kl_cached"] == {}
