@@ -254,9 +254,10 @@ def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
     assert 0 < steps["mse_small_L6_s1"] < cfg.steps and 0 < steps["mse_small_L3_s1"] < cfg.steps
 
 
-def test_cpu_profile_fits_one_sitting_with_two_seeds(tmp_path):
-    """conf/bench/cpu.yaml: pinned costs (same steps everywhere), the main comparison at two seeds and both
-    depths, and a total that two 1-thread workers train within a sitting."""
+def test_cpu_profile_fits_one_sitting(tmp_path):
+    """conf/bench/cpu.yaml: pinned costs (same steps everywhere), the main comparison at both depths from one
+    stage 1, a total that two 1-thread workers train within a sitting, and the override (in its comment)
+    that adds a second seed and the same-data setting."""
     from nemo_encrl.bench.budget import job_steps, load_or_measure
     from nemo_encrl.bench.run import _units
 
@@ -268,15 +269,14 @@ def test_cpu_profile_fits_one_sitting_with_two_seeds(tmp_path):
     jobs = [*sweep, *(j for j in plan_jobs(cfg, "noreg_lr0.6") if j not in sweep)]
     steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
     assert all(0 < s <= cfg.steps for s in steps.values())
-    assert {(j.data, j.depth, j.seed) for j in jobs if j.kind == "encrl"} == {
-        ("small", 6, 1), ("small", 3, 1), ("small", 6, 2), ("small", 3, 2)}
+    assert {(j.data, j.depth, j.seed) for j in jobs if j.kind == "encrl"} == {("small", 6, 1), ("small", 3, 1)}
     units = sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
-    # two workers at ~1.1 s a full-depth step each (measured 2026-11-26): ~1 h of training steps
-    assert 6000 < units < 7000, units
+    # two 1-thread workers at ~2.2 s a full-depth step each (measured 2026-12-04): ~70 min of training steps
+    assert 3500 < units < 4000, units
     same = load_config("bench", "cpu", [f"out_dir={tmp_path}/cpu", "families=[{recipe: mse, data: small, seeds: [1, 2]}, "
                                         "{recipe: mse, data: same, seeds: [1], depths: [6]}]"])  # the comment's override
     check_profile(same)
-    assert "mse_same_L6_s1" in [j.name for j in plan_jobs(same, "noreg_lr0.6")]
+    assert {"mse_same_L6_s1", "mse_small_L3_s2"} <= {j.name for j in plan_jobs(same, "noreg_lr0.6")}
 
 def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
     """Speed depends on the architecture alone: one timing per architecture serves all its models."""
