@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--config", default=default, help=f"name in conf/{group}/ or a YAML path")
         p.add_argument("overrides", nargs="*", help=f"Hydra-style overrides, e.g. {example}")
         p.add_argument("--verbose", action="store_true",
-                       help="NeMo's and Lightning's output here (default: in <exp_manager.exp_dir>/log.txt)")
+                       help="NeMo's and Lightning's output here (default: in the run's log, named as the command starts)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("average", help="a .nemo whose weights are the mean of several checkpoints of one run")

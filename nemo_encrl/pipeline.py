@@ -101,8 +101,7 @@ def write_demo_table(cfg: DictConfig, report: Path) -> dict:
         demo_table(rows), "", *verdict(rows), "",
         "At this small compute the comparison is a demonstration, not a result: the committed benchmark "
         "(docs/RESULTS.md, `nemo-encrl bench --profile cpu`) trains the same students for "
-        f"{bench_steps} steps on the 3.9-h bench corpus, scratch regularised or not as dev chooses, two seeds, and "
-        "the teacher's own training data as a second setting.", "",
+        f"{bench_steps} steps on the 3.9-h bench corpus, with scratch regularised or not as dev chooses.", "",
         f"Dev WER against compute: {plot}", f"Full report (costs, convergence, epoch-for-epoch, speed): {report}",
     ])  # fmt: skip
     (out / "results.md").write_text(text + "\n")
