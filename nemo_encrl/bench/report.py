@@ -208,9 +208,11 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
     for job in jobs:
         if job.kind == "encrl" and not job.repeat and (out / job.name / "settings.json").exists():
             stage2[(job.recipe, job.data, job.depth)] = json.loads((out / job.name / "settings.json").read_text())["steps"]
+    # the data settings some job trains on (a profile may define more)
     data_lines = [f"`{k}`: corpus `{d.corpus}` train split, {hours[k]:.1f} h"
                   + (", stage 1 reads a teacher cache (its build charged to each family)" if d.get("teacher_cache")
-                     else ", stage 1 runs the teacher") for k, d in cfg.data.items()]  # fmt: skip
+                     else ", stage 1 runs the teacher") for k, d in cfg.data.items()
+                  if any(job.data == k for job in jobs)]  # fmt: skip
     md = [f"# Benchmark `{cfg.name}`: EncRL students against a regularised scratch baseline at equal compute", "",
           f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}; runs finished: {len(results)} students.",
           f"- Teacher `{cfg.teacher}`: {teacher['parameters'] / 1e6:.2f}M parameters, test WER {pct(teacher['wer'])}.",
