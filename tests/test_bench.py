@@ -278,6 +278,7 @@ def test_cpu_profile_fits_one_sitting(tmp_path):
     check_profile(same)
     assert {"mse_same_L6_s1", "mse_small_L3_s2"} <= {j.name for j in plan_jobs(same, "noreg_lr0.6")}
 
+
 def test_retime_times_each_architecture_once(tmp_path, monkeypatch):
     """Speed depends on the architecture alone: one timing per architecture serves all its models."""
     import nemo_encrl.bench.measure as measure
