@@ -43,7 +43,11 @@ def _fit(args, group: str, fit, log_of=lambda cfg: Path(cfg.exp_manager.exp_dir)
     from nemo_encrl.config import load_config
     from nemo_encrl.joblog import job_log
 
+    from nemo_encrl.training import check_output
+
     cfg = load_config(group, args.config, args.overrides)
+    if cfg.get("output_nemo"):  # an unwritable output stops the command before it makes the run's folder
+        check_output(cfg.output_nemo)
     log_path = None if args.verbose else log_of(cfg)
     if log_path is not None:
         print(f"nemo-encrl {args.command}: NeMo's output goes to {log_path} (--verbose: here)", flush=True)
