@@ -158,9 +158,11 @@ class TwoPassKDModel(CustomTrainDatasetMixin, TwoPassModel):
         return ctc_kl_loss(log_probs, t_log_probs, token_len.long() + 1, self._weight("temperature", 1.0))
 
     def _nbest_kd(self, enc, enc_len, t_enc, t_len, nbests: list[list[list[int]]]) -> torch.Tensor:
-        """The token KL on every cached first-pass hypothesis of the batch's utterances."""
-        owner = [b for b, hyps in enumerate(nbests) for _ in hyps]
-        flat = [h for hyps in nbests for h in hyps]
+        """The token KL on every cached first-pass hypothesis of the batch's utterances that the rescorer can
+        read (an undertrained first pass can emit more tokens than its positions; scoring gives those -inf)."""
+        fits = lambda h: len(h) + 1 <= self.attention.max_length  # noqa: E731  (+ bos)
+        owner = [b for b, hyps in enumerate(nbests) for h in hyps if fits(h)]
+        flat = [h for hyps in nbests for h in hyps if fits(h)]
         if not flat:
             return enc.new_zeros(())
         tokens, lengths = pad_token_lists(flat, enc.device)
