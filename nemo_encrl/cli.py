@@ -36,18 +36,23 @@ def _prepare(args) -> None:
         print(f"{part}: {paths['manifest']}")
 
 
-def _fit(args, group: str, fit, log_of=lambda cfg: Path(cfg.exp_manager.exp_dir) / "log.txt"):
+def _run_log(cfg) -> Path:
+    """<exp_manager.exp_dir>/log.txt; an unwritable output_nemo stops the command before that folder is made."""
+    from nemo_encrl.training import check_output
+
+    if cfg.get("output_nemo"):
+        check_output(cfg.output_nemo)
+    return Path(cfg.exp_manager.exp_dir) / "log.txt"
+
+
+def _fit(args, group: str, fit, log_of=_run_log):
     """Load the verb's config (conf/<group>/) and run `fit` on it. NeMo's, Lightning's and lhotse's output go
     to the run's log (`log_of(cfg)`, None: the terminal) while the terminal keeps the progress bar and the
     result; --verbose prints everything here instead."""
     from nemo_encrl.config import load_config
     from nemo_encrl.joblog import job_log
 
-    from nemo_encrl.training import check_output
-
     cfg = load_config(group, args.config, args.overrides)
-    if cfg.get("output_nemo"):  # an unwritable output stops the command before it makes the run's folder
-        check_output(cfg.output_nemo)
     log_path = None if args.verbose else log_of(cfg)
     if log_path is not None:
         print(f"nemo-encrl {args.command}: NeMo's output goes to {log_path} (--verbose: here)", flush=True)

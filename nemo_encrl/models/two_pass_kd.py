@@ -160,7 +160,7 @@ class TwoPassKDModel(CustomTrainDatasetMixin, TwoPassModel):
     def _nbest_kd(self, enc, enc_len, t_enc, t_len, nbests: list[list[list[int]]]) -> torch.Tensor:
         """The token KL on every cached first-pass hypothesis of the batch's utterances that the rescorer can
         read (an undertrained first pass can emit more tokens than its positions; scoring gives those -inf)."""
-        fits = lambda h: len(h) + 1 <= self.attention.max_length  # noqa: E731  (+ bos)
+        fits = lambda h: self.attention.reads(h) and self.teacher.attention.reads(h)  # noqa: E731
         owner = [b for b, hyps in enumerate(nbests) for h in hyps if fits(h)]
         flat = [h for hyps in nbests for h in hyps if fits(h)]
         if not flat:

@@ -79,6 +79,10 @@ class AttentionRescorer(nn.Module):
         self.head.apply(lambda m: transformer_weights_init(m, std_init_range=std, xavier=False))
         self.ce = SmoothedCrossEntropyLoss(label_smoothing=label_smoothing)
 
+    def reads(self, hypothesis) -> bool:
+        """The decoder has positions for `hypothesis` with its bos (an undertrained first pass can emit more)."""
+        return len(hypothesis) + 1 <= self.max_length
+
     def teacher_forcing(self, tokens: torch.Tensor, lengths: torch.Tensor):
         """[bos] + y as input, y + [eos] as labels, and the mask of real positions; tokens [B, U] zero-padded."""
         batch, width = tokens.shape[0], int(lengths.max()) if lengths.numel() else 0
@@ -120,7 +124,7 @@ class AttentionRescorer(nn.Module):
         flat = [list(map(int, h)) for hyps in hypotheses for h in hyps]
         owner = [b for b, hyps in enumerate(hypotheses) for _ in hyps]
         scores = [float("-inf")] * len(flat)
-        fits = [i for i, h in enumerate(flat) if len(h) + 1 <= self.max_length]
+        fits = [i for i, h in enumerate(flat) if self.reads(h)]
         if fits:
             tokens, lengths = pad_token_lists([flat[i] for i in fits], encoded.device)
             idx = torch.tensor([owner[i] for i in fits], device=encoded.device)
