@@ -1,7 +1,7 @@
 # Train a two-pass model (streaming RNN-T first pass + attention rescorer on one Conformer encoder), as NeMo's
 # speech_to_text_rnnt_bpe.py trains an RNN-T model:
 #
-#   python examples/train_two_pass.py trainer.max_steps=6000
+#   python examples/train_two_pass.py trainer.max_steps=2000
 #
 # The encoder starts from init_from_nemo_model (the CTC demo teacher by default). Started again with the same
 # exp_manager settings, it resumes from the last checkpoint. Then choose the rescoring weights on dev:
