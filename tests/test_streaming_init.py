@@ -1,0 +1,55 @@
+"""Mapping a full-context Conformer's weights onto a cache-aware streaming one (nemo_encrl.streaming_init)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nemo_encrl.streaming_init import causal_kernel, streaming_encoder_state, subsampling_output_weight
+
+
+def test_causal_kernel_is_the_symmetric_kernels_past_and_centre():
+    torch.manual_seed(0)
+    channels, k, t = 3, 7, 20
+    w, x = torch.randn(channels, 1, k), torch.randn(1, channels, t)
+    past_and_centre = w.clone()
+    past_and_centre[..., k // 2 + 1 :] = 0  # the future taps dropped
+    expected = F.conv1d(F.pad(x, (k // 2, k // 2)), past_and_centre, groups=channels)
+    causal = F.conv1d(F.pad(x, (k - 1, 0)), causal_kernel(w), groups=channels)  # NeMo's causal padding
+    assert torch.allclose(causal, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="odd size"):
+        causal_kernel(torch.randn(2, 1, 4))
+
+
+def test_subsampling_output_weight_moves_each_frequency_bin_up():
+    d, channels, f_old, f_new = 4, 3, 5, 6
+    old = torch.arange(d * channels * f_old, dtype=torch.float32).view(d, channels * f_old)
+    new = subsampling_output_weight(old, torch.Size([d, channels * f_new]), channels, shift=1).view(d, channels, f_new)
+    assert torch.equal(new[:, :, 1:], old.view(d, channels, f_old))
+    assert torch.count_nonzero(new[:, :, 0]) == 0
+    with pytest.raises(ValueError, match="pre_encode.out"):
+        subsampling_output_weight(old, torch.Size([d, 20]), channels)
+
+
+def _encoder(**streaming):
+    from nemo.collections.asr.modules import ConformerEncoder
+
+    return ConformerEncoder(feat_in=16, n_layers=2, d_model=8, n_heads=2, conv_kernel_size=5, subsampling_factor=4,
+                            subsampling_conv_channels=8, **streaming)  # fmt: skip
+
+
+def test_streaming_encoder_state_loads_into_a_streaming_encoder():
+    torch.manual_seed(0)
+    full = _encoder()
+    streaming = _encoder(att_context_size=[16, 3], att_context_style="chunked_limited", conv_context_size="causal",
+                         causal_downsampling=True)  # fmt: skip
+    source, target = full.state_dict(), streaming.state_dict()
+    assert source["pre_encode.out.weight"].shape != target["pre_encode.out.weight"].shape
+    state = streaming_encoder_state(source, target, channels=8, causal_convs=True)
+    streaming.load_state_dict(state, strict=True)
+    conv = "layers.0.conv.depthwise_conv.weight"
+    assert torch.equal(streaming.state_dict()[conv], causal_kernel(source[conv]))
+    assert torch.equal(streaming.state_dict()["layers.1.feed_forward1.linear1.weight"],
+                       source["layers.1.feed_forward1.linear1.weight"])  # fmt: skip
+    with pytest.raises(ValueError, match="layers.0.feed_forward1.linear1.weight"):
+        bad = dict(source, **{"layers.0.feed_forward1.linear1.weight": torch.zeros(3, 3)})
+        streaming_encoder_state(bad, target, channels=8, causal_convs=True)
