@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("average", help="a .nemo whose weights are the mean of several checkpoints of one run")
     p.add_argument("checkpoints", type=Path, nargs="+", help="Lightning .ckpt files, e.g. <exp_dir>/*/checkpoints/*.ckpt")
-    p.add_argument("--like", type=Path, required=True, help="a .nemo of the same model (config and tokenizer)")
+    p.add_argument("--like", type=Path, help="a .nemo of the same model (config and tokenizer); default: the model "
+                                             "the first checkpoint's own config describes (its tokenizer folder must exist)")
     p.add_argument("--out", type=Path, required=True, help="output .nemo")
     p.set_defaults(func=_average)
 

@@ -52,3 +52,21 @@ def test_average_command_on_a_real_run(tiny_ctc_nemo, tmp_path, capsys):
     assert torch.allclose(weight.float(), expected, atol=1e-6)
     assert main(["average", str(ckpts[0]), "--like", str(tmp_path / "none.nemo"), "--out", str(out)]) == 2
     assert "none.nemo does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_checkpoint_becomes_a_nemo_without_like(tiny_two_pass_nemo, tmp_path, capsys):
+    """A run's checkpoint alone (no .nemo of it yet: a run still training) -> the .nemo of the class its config
+    names, with its weights and tokenizer; a checkpoint without a NeMo config is refused by name."""
+    from nemo_encrl.models.two_pass import TwoPassModel
+
+    last = next(tiny_two_pass_nemo.parent.glob("runs/*/checkpoints/*last.ckpt"))
+    out = tmp_path / "from_ckpt.nemo"
+    assert main(["average", str(last), "--out", str(out)]) == 0
+    model = TwoPassModel.restore_from(str(out), map_location="cpu")
+    weights = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert model.tokenizer.vocab == TwoPassModel.restore_from(str(tiny_two_pass_nemo), map_location="cpu").tokenizer.vocab
+    bare = _ckpt(tmp_path / "bare.ckpt", w=torch.ones(3))
+    assert main(["average", str(bare), "--out", str(out)]) == 2
+    assert "bare.ckpt holds no NeMo model config" in capsys.readouterr().err
