@@ -3,7 +3,8 @@
 #
 #   python examples/train_two_pass.py trainer.max_steps=2000
 #
-# The encoder starts from init_from_nemo_model (the CTC demo teacher by default). Started again with the same
+# The encoder starts from init_streaming_from (a streaming CTC model: nemo-encrl teacher --config
+# streaming_ctc_finetune). Started again with the same
 # exp_manager settings, it resumes from the last checkpoint. Then choose the rescoring weights on dev:
 #   nemo-encrl two-pass-tune runs/two_pass/two_pass_teacher.nemo data/corpus/bench/dev_manifest.json
 

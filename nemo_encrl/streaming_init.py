@@ -61,3 +61,38 @@ def streaming_encoder_state(full: dict[str, torch.Tensor], streaming: dict[str, 
         else:
             out[key] = source.clone()
     return out
+
+
+class StreamingInitError(ValueError):
+    """A model that cannot start a streaming encoder, named with the config key that points at it."""
+
+
+def _subsampling_channels(encoder) -> int:
+    convs = [m for m in encoder.pre_encode.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        raise StreamingInitError("init_streaming_from: the encoder's subsampling has no Conv2d (striding subsampling expected)")
+    return convs[-1].out_channels
+
+
+def init_streaming_from(model, path: str) -> None:
+    """`init_streaming_from: <.nemo>` in a training config: the preprocessor and encoder of `model` (a streaming
+    Conformer) start from the full-context model at `path`, its weights mapped by `streaming_encoder_state`.
+    Like NeMo's init_from_nemo_model it runs once at model build; a resumed run then loads its checkpoint."""
+    from nemo_encrl.teacher import load_asr_model
+
+    source = load_asr_model(path=path, what="init_streaming_from model")
+    src, dst = source.cfg.encoder, model.cfg.encoder
+    for key in ("n_layers", "d_model", "subsampling_factor"):
+        if src.get(key) != dst.get(key):
+            raise StreamingInitError(f"init_streaming_from={path}: its encoder has {key}={src.get(key)}, "
+                                     f"model.encoder.{key}={dst.get(key)}")  # fmt: skip
+    if src.get("causal_downsampling", False) and not dst.get("causal_downsampling", False):
+        raise StreamingInitError(f"init_streaming_from={path}: its subsampling is causal, model.encoder.causal_downsampling is not")
+    to_causal = dst.get("conv_context_size") == "causal" and src.get("conv_context_size") != "causal"
+    try:
+        state = streaming_encoder_state(source.encoder.state_dict(), model.encoder.state_dict(),
+                                        _subsampling_channels(model.encoder), causal_convs=to_causal)  # fmt: skip
+    except ValueError as e:
+        raise StreamingInitError(f"init_streaming_from={path}: {e}") from e
+    model.encoder.load_state_dict(state)
+    model.preprocessor.load_state_dict(source.preprocessor.state_dict())

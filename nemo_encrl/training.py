@@ -19,13 +19,16 @@ log = logging.getLogger(__name__)
 
 
 def prepare_tokenizer(cfg: DictConfig) -> None:
-    """Train the BPE tokenizer on the train text if cfg.model.tokenizer.dir has none; check CTC fit."""
+    """Train the BPE tokenizer on the train text if cfg.model.tokenizer.dir has none (or copy that of
+    `tokenizer_from: <.nemo>`, when set); check CTC fit."""
     from nemo.collections.common.tokenizers import SentencePieceTokenizer
 
     from nemo_encrl.tokenizer import tokens_per_frame, train_bpe_tokenizer
 
     tok_dir = Path(cfg.model.tokenizer.dir)
     spec = cfg.get("tokenizer_training")
+    if cfg.get("tokenizer_from"):
+        copy_tokenizer(cfg)
     if not (tok_dir / "tokenizer.model").exists():
         if spec is None:
             raise FileNotFoundError(
@@ -163,6 +166,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     # NeMo's init_from_nemo_model / init_from_pretrained_model / init_from_ptl_ckpt, e.g. to continue
     # from a shipped .nemo when the exp_manager checkpoints of an earlier run are gone
     model.maybe_init_from_pretrained_checkpoint(cfg)
+    if cfg.get("init_streaming_from"):  # a full-context model's encoder mapped onto this streaming one
+        from nemo_encrl.streaming_init import init_streaming_from
+
+        init_streaming_from(model, cfg.init_streaming_from)
     log.info("%s has %.2fM trainable parameters; logs and checkpoints in %s", type(model).__name__,
              sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, exp_dir)  # fmt: skip
     trainer.fit(model)

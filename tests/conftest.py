@@ -153,7 +153,7 @@ TINY_TWO_PASS_OVERRIDES = tiny_two_pass_model(32, beam=4)
 def tiny_two_pass_overrides(ctc: Path, corpus: Path, work: Path) -> list[str]:
     return [
         f"tokenizer_from={ctc}",
-        f"init_from_nemo_model.ctc_teacher.path={ctc}",
+        f"init_streaming_from={ctc}",
         f"model.tokenizer.dir={work}/tokenizer",
         f"output_nemo={work}/two_pass.nemo",
         *tiny_run(corpus, work),

@@ -53,3 +53,55 @@ def test_streaming_encoder_state_loads_into_a_streaming_encoder():
     with pytest.raises(ValueError, match="layers.0.feed_forward1.linear1.weight"):
         bad = dict(source, **{"layers.0.feed_forward1.linear1.weight": torch.zeros(3, 3)})
         streaming_encoder_state(bad, target, channels=8, causal_convs=True)
+
+
+STREAMING = {"att_context_size": [16, 3], "att_context_style": "chunked_limited", "conv_context_size": "causal",
+             "causal_downsampling": True}  # fmt: skip
+
+
+def _streaming_copy_of(full, **changes):
+    """A stand-in for a model under training: the config, encoder and preprocessor that init_streaming_from uses."""
+    from types import SimpleNamespace
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    enc_cfg = OmegaConf.merge(full.cfg.encoder, {**STREAMING, **changes})
+    return SimpleNamespace(cfg=OmegaConf.create({"encoder": enc_cfg}), encoder=instantiate(enc_cfg),
+                           preprocessor=instantiate(full.cfg.preprocessor))  # fmt: skip
+
+
+def test_init_streaming_from_maps_a_full_context_nemo(tiny_ctc_nemo):
+    from nemo_encrl.streaming_init import StreamingInitError, init_streaming_from
+    from nemo_encrl.teacher import load_ctc_model
+
+    full = load_ctc_model(path=tiny_ctc_nemo)
+    source = full.encoder.state_dict()
+    model = _streaming_copy_of(full)
+    init_streaming_from(model, str(tiny_ctc_nemo))
+    state = model.encoder.state_dict()
+    conv = "layers.1.conv.depthwise_conv.weight"
+    assert torch.equal(state[conv], causal_kernel(source[conv]))
+    assert torch.equal(state["layers.0.self_attn.linear_q.weight"], source["layers.0.self_attn.linear_q.weight"])
+    assert state["pre_encode.out.weight"].shape != source["pre_encode.out.weight"].shape
+    for key, value in full.preprocessor.state_dict().items():
+        assert torch.equal(model.preprocessor.state_dict()[key], value)
+
+    attention_only = _streaming_copy_of(full, conv_context_size=None, causal_downsampling=False)
+    init_streaming_from(attention_only, str(tiny_ctc_nemo))  # symmetric convolutions stay as they are
+    assert torch.equal(attention_only.encoder.state_dict()[conv], source[conv])
+
+    deeper = _streaming_copy_of(full, n_layers=full.cfg.encoder.n_layers + 1)
+    with pytest.raises(StreamingInitError, match="n_layers"):
+        init_streaming_from(deeper, str(tiny_ctc_nemo))
+
+
+def test_streaming_finetune_has_the_two_pass_encoders_streaming_settings():
+    """The two-pass recipe loads the streaming CTC model's encoder as it is: the settings must agree."""
+    from nemo_encrl.config import load_config
+
+    ctc = load_config("teacher", "streaming_ctc_finetune").model.encoder
+    two_pass = load_config("two_pass", "conformer_rnnt_attention_demo").model.encoder
+    for key in ("att_context_size", "att_context_style", "conv_context_size", "causal_downsampling", "n_layers",
+                "d_model", "conv_kernel_size", "subsampling_factor"):  # fmt: skip
+        assert ctc[key] == two_pass[key], key
