@@ -94,6 +94,34 @@ class RegularizationWarmup(pl.Callback):
         self._set(pl_module, True)  # the saved model carries its configured regularisation
 
 
+class EncoderFreeze(pl.Callback):
+    """The encoder stays frozen (no gradient, eval mode) for the first `steps` optimizer steps, then trains.
+
+    New heads on a pretrained encoder (the two-pass teacher's RNN-T and attention decoders on the streaming CTC
+    encoder) first learn on features that stay put: random heads' gradients do not reach the encoder, and a
+    step skips the encoder's backward pass. By global step, so a resumed run picks up the same phase.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = int(steps)
+
+    @staticmethod
+    def _set(pl_module, frozen: bool) -> None:
+        pl_module.encoder.requires_grad_(not frozen)
+        if frozen:
+            pl_module.encoder.eval()  # BatchNorm statistics and dropout as the pretrained encoder had them
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        frozen = trainer.global_step < self.steps
+        if frozen or not next(pl_module.encoder.parameters()).requires_grad:
+            self._set(pl_module, frozen)
+            if not frozen:
+                pl_module.encoder.train()
+
+    def on_train_end(self, trainer, pl_module):
+        self._set(pl_module, False)  # the saved model is trainable as configured
+
+
 class StepProgressBar(pl.callbacks.TQDMProgressBar):
     """One training bar over the run's optimizer steps, with its total and an ETA.
 

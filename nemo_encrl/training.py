@@ -152,6 +152,10 @@ def run_training(cfg: DictConfig, build_model) -> Path:
         from nemo_encrl.callbacks import RegularizationWarmup
 
         callbacks.append(RegularizationWarmup(cfg.regularization_warmup_steps))
+    if cfg.get("encoder_freeze_steps"):  # new heads first learn on the pretrained encoder as it is
+        from nemo_encrl.callbacks import EncoderFreeze
+
+        callbacks.append(EncoderFreeze(cfg.encoder_freeze_steps))
     trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), callbacks=callbacks)
     by_step = trainer.check_val_every_n_epoch is None
     if by_step:  # NeMo's exp_manager compares it with max_epochs (a TypeError on None): hide it for that call

@@ -165,3 +165,35 @@ def test_regularization_warmup_switches_by_global_step():
     early.on_train_batch_start(SimpleNamespace(global_step=0), fresh, None, 0)
     early.on_train_end(None, fresh)
     assert fresh.spec_augmentation is not None and fresh.encoder[1].p == 0.1
+
+
+def test_encoder_freeze_keeps_the_encoder_still_then_trains_it():
+    from types import SimpleNamespace
+
+    from nemo_encrl.callbacks import EncoderFreeze
+
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    model.head = torch.nn.Linear(2, 1)
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=0.1)
+    callback, before = EncoderFreeze(steps=2), [p.clone() for p in model.encoder.parameters()]
+    stats = model.encoder[1].running_mean.clone()
+    for step in range(3):
+        callback.on_train_batch_start(SimpleNamespace(global_step=step), model, None, 0)
+        optim.zero_grad()
+        model.head(model.encoder(torch.randn(4, 2))).sum().backward()
+        optim.step()
+        if step < 2:  # frozen: weights and BatchNorm statistics bit-identical, the head learns
+            assert all(torch.equal(p, q) for p, q in zip(model.encoder.parameters(), before))
+            assert torch.equal(model.encoder[1].running_mean, stats) and not model.encoder.training
+    assert model.encoder.training and not torch.equal(model.encoder[0].weight, before[0])
+    # a run resumed past the freeze trains its encoder; the saved model is trainable
+    late = EncoderFreeze(steps=2)
+    model.encoder.requires_grad_(False)
+    late.on_train_batch_start(SimpleNamespace(global_step=5), model, None, 0)
+    assert all(p.requires_grad for p in model.encoder.parameters()) and model.encoder.training
+    callback.on_train_batch_start(SimpleNamespace(global_step=0), model, None, 0)
+    callback.on_train_end(None, model)
+    assert all(p.requires_grad for p in model.encoder.parameters())
