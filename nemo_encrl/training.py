@@ -130,6 +130,9 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     from nemo_encrl.device import enable_tf32
 
     check_output(cfg.output_nemo)
+    if cfg.get("init_streaming_from") and not Path(cfg.init_streaming_from).is_file():  # before any folder is made
+        raise FileNotFoundError(f"init_streaming_from={cfg.init_streaming_from}: no such file (the two-pass recipe's "
+                                "comes from `nemo-encrl teacher --config streaming_ctc_finetune`)")  # fmt: skip
     enable_tf32()
     bound_steps(cfg)
     clamp_validation(cfg)

@@ -105,3 +105,14 @@ def test_streaming_finetune_has_the_two_pass_encoders_streaming_settings():
     for key in ("att_context_size", "att_context_style", "conv_context_size", "causal_downsampling", "n_layers",
                 "d_model", "conv_kernel_size", "subsampling_factor"):  # fmt: skip
         assert ctc[key] == two_pass[key], key
+
+
+def test_a_missing_streaming_start_is_named_before_training(tmp_path):
+    from omegaconf import OmegaConf
+
+    from nemo_encrl.training import run_training
+
+    cfg = OmegaConf.create({"output_nemo": str(tmp_path / "out.nemo"), "init_streaming_from": str(tmp_path / "none.nemo")})
+    with pytest.raises(FileNotFoundError, match="init_streaming_from=.*none.nemo: no such file"):
+        run_training(cfg, build_model=None)
+    assert not (tmp_path / "out.nemo").exists()
