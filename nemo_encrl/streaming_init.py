@@ -74,9 +74,10 @@ def _subsampling_channels(encoder) -> int:
     return convs[-1].out_channels
 
 
-def init_streaming_from(model, path: str) -> None:
+def init_streaming_from(model, path: str) -> list[str]:
     """`init_streaming_from: <.nemo>` in a training config: the preprocessor and encoder of `model` (a streaming
-    Conformer) start from the full-context model at `path`, its weights mapped by `streaming_encoder_state`.
+    Conformer) start from the full-context model at `path`, its weights mapped by `streaming_encoder_state`;
+    modules equal in both (a CTC decoder) are copied. Returns the names of the modules it set.
     Like NeMo's init_from_nemo_model it runs once at model build; a resumed run then loads its checkpoint."""
     from nemo_encrl.teacher import load_asr_model
 
@@ -96,3 +97,19 @@ def init_streaming_from(model, path: str) -> None:
         raise StreamingInitError(f"init_streaming_from={path}: {e}") from e
     model.encoder.load_state_dict(state)
     model.preprocessor.load_state_dict(source.preprocessor.state_dict())
+    return ["preprocessor", "encoder", *_copy_matching_modules(model, source)]
+
+
+def _copy_matching_modules(model, source) -> list[str]:
+    """Other top-level modules with weights that `source` has in the same class and shapes (a CTC decoder of the
+    same vocabulary) are copied too: a streaming CTC model then starts with its CTC head."""
+    copied = []
+    for name, module in model.named_children():
+        other = getattr(source, name, None)
+        if name in ("preprocessor", "encoder") or type(other) is not type(module) or not list(module.parameters()):
+            continue
+        mine, theirs = module.state_dict(), other.state_dict()
+        if mine.keys() == theirs.keys() and all(mine[k].shape == theirs[k].shape for k in mine):
+            module.load_state_dict(theirs)
+            copied.append(name)
+    return copied

@@ -176,7 +176,8 @@ def run_training(cfg: DictConfig, build_model) -> Path:
     if cfg.get("init_streaming_from"):  # a full-context model's encoder mapped onto this streaming one
         from nemo_encrl.streaming_init import init_streaming_from
 
-        init_streaming_from(model, cfg.init_streaming_from)
+        modules = init_streaming_from(model, cfg.init_streaming_from)
+        log.info("init_streaming_from=%s: %s set from it", cfg.init_streaming_from, ", ".join(modules))
     log.info("%s has %.2fM trainable parameters; logs and checkpoints in %s", type(model).__name__,
              sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, exp_dir)  # fmt: skip
     trainer.fit(model)

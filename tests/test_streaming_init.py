@@ -60,15 +60,16 @@ STREAMING = {"att_context_size": [16, 3], "att_context_style": "chunked_limited"
 
 
 def _streaming_copy_of(full, **changes):
-    """A stand-in for a model under training: the config, encoder and preprocessor that init_streaming_from uses."""
-    from types import SimpleNamespace
-
+    """A stand-in for a CTC model under training: its config, preprocessor, encoder and CTC decoder."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     enc_cfg = OmegaConf.merge(full.cfg.encoder, {**STREAMING, **changes})
-    return SimpleNamespace(cfg=OmegaConf.create({"encoder": enc_cfg}), encoder=instantiate(enc_cfg),
-                           preprocessor=instantiate(full.cfg.preprocessor))  # fmt: skip
+    model = torch.nn.Module()
+    model.cfg = OmegaConf.create({"encoder": enc_cfg})
+    model.preprocessor, model.encoder = instantiate(full.cfg.preprocessor), instantiate(enc_cfg)
+    model.decoder = instantiate(full.cfg.decoder)
+    return model
 
 
 def test_init_streaming_from_maps_a_full_context_nemo(tiny_ctc_nemo):
@@ -78,7 +79,9 @@ def test_init_streaming_from_maps_a_full_context_nemo(tiny_ctc_nemo):
     full = load_ctc_model(path=tiny_ctc_nemo)
     source = full.encoder.state_dict()
     model = _streaming_copy_of(full)
-    init_streaming_from(model, str(tiny_ctc_nemo))
+    assert init_streaming_from(model, str(tiny_ctc_nemo)) == ["preprocessor", "encoder", "decoder"]
+    for key, value in full.decoder.state_dict().items():  # the CTC head of the same vocabulary comes along
+        assert torch.equal(model.decoder.state_dict()[key], value)
     state = model.encoder.state_dict()
     conv = "layers.1.conv.depthwise_conv.weight"
     assert torch.equal(state[conv], causal_kernel(source[conv]))

@@ -64,7 +64,7 @@ def test_encoder_starts_from_the_ctc_model(tiny_ctc_nemo, tiny_corpus, tmp_path)
     cfg = load_config("two_pass", "conformer_rnnt_attention_demo", tiny_two_pass_overrides(tiny_ctc_nemo, tiny_corpus, tmp_path))
     copy_tokenizer(cfg)
     fresh = TwoPassModel(cfg=cfg.model)
-    init_streaming_from(fresh, cfg.init_streaming_from)
+    assert init_streaming_from(fresh, cfg.init_streaming_from) == ["preprocessor", "encoder"]  # not the CTC decoder
     ctc = load_ctc_model(path=tiny_ctc_nemo)
     for key, value in ctc.encoder.state_dict().items():
         if key.endswith("depthwise_conv.weight"):
