@@ -156,7 +156,7 @@ def _evaluate(args) -> dict:
     if not isinstance(model, EncDecCTCModel):
         raise TeacherError(f"model {args.model} is a {type(model).__name__}: evaluate scores CTC and two-pass models")
     vocabulary = manifest_vocabulary(args.train_manifest) if args.train_manifest else None
-    report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, vocabulary=vocabulary)
+    report = evaluate_manifest(model, args.manifest, batch_size=args.batch_size, vocabulary=vocabulary, streaming=args.streaming)
     print(format_report(report, Path(args.model).name))
     if args.json:
         write_report(report, args.json)
@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-manifest", type=Path,
                    help="the model's training manifest: also report errors on words seen / unseen in its transcripts")
     p.add_argument("--streaming", action="store_true",
-                   help="two-pass models: also run the first pass through NeMo's cache-aware streaming")
+                   help="also decode through NeMo's cache-aware streaming (a two-pass model's first pass, or a CTC model)")
     p.add_argument("--device", default="auto", help="auto (the GPU when there is one, with TF32) | cpu | cuda[:N]; "
                    "the real-time factor is that of this device")
     p.set_defaults(func=_evaluate)

@@ -54,9 +54,11 @@ def voice_group(speaker: str | None) -> str:
     return engine if engine != "espeak-ng" else f"espeak-ng/{voice.split('+')[0]}"
 
 
-def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabulary: set[str] | None = None) -> dict:
+def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabulary: set[str] | None = None,
+                      streaming: bool = False) -> dict:  # fmt: skip
     """WER/CER of `model` on `manifest`, plus its parameter count and end-to-end transcribe() real-time factor;
-    with a training `vocabulary`, the errors on seen and unseen words apart."""
+    with a training `vocabulary`, the errors on seen and unseen words apart; `streaming`: also through NeMo's
+    cache-aware streaming, chunk by chunk (a streaming encoder's model)."""
     manifest = Path(manifest)
     rows = validate_manifest(manifest, sample_rate=model.cfg.get("sample_rate"))
     audio = [str(resolve_audio(r, manifest)) for r in rows]
@@ -74,6 +76,10 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabul
     }
     if vocabulary is not None:
         report["seen_words"] = seen_word_errors([r["text"] for r in rows], hyps, vocabulary)
+    if streaming:
+        from nemo_encrl.streaming import transcribe_cache_aware
+
+        report["streaming"] = error_rates([r["text"] for r in rows], transcribe_cache_aware(model, audio, batch_size))
     audio_seconds = sum(float(r["duration"]) for r in rows)
     report.update(
         manifest=str(manifest),
@@ -108,6 +114,8 @@ def format_report(report: dict, name: str = "model") -> str:
         f"{report['utterances']} utterances, {report['parameters'] / 1e6:.2f}M parameters, "
         f"RTF {report['rtf']:.4f} ({report.get('device', 'cpu')})"
     )
+    if streamed := report.get("streaming"):
+        text += f"\n  cache-aware streaming: WER {100 * streamed['wer']:.2f}%, CER {100 * streamed['cer']:.2f}%"
     if seen := report.get("seen_words"):
         missed = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
         text += (

@@ -1,7 +1,7 @@
-"""The first pass as it runs on a device: NeMo's cache-aware streaming, chunk by chunk, for RNN-T models.
+"""A model as it runs on a device: NeMo's cache-aware streaming, chunk by chunk.
 
-NeMo's own `transcribe_simulate_cache_aware_streaming` serves CTC models only; this is its loop for an
-RNN-T decoder (the encoder keeps its attention and convolution caches, the greedy decoder its partial
+NeMo's own `transcribe_simulate_cache_aware_streaming` serves CTC models only (used for them here); this is
+its loop for an RNN-T decoder (the two-pass model's first pass) (the encoder keeps its attention and convolution caches, the greedy decoder its partial
 hypotheses). The encoder needs NeMo's streaming settings (`att_context_style: chunked_limited`, causal
 convolutions); `att_context_size` sets the chunk and look-ahead.
 """
@@ -12,7 +12,7 @@ import torch
 
 
 def transcribe_cache_aware(model, audio_files: list[str], batch_size: int = 16, online_normalization: bool = False) -> list[str]:
-    """Greedy RNN-T transcripts of `audio_files` streamed through the encoder's caches.
+    """Greedy RNN-T (or CTC) transcripts of `audio_files` streamed through the encoder's caches.
 
     `online_normalization=False` normalises each file's features with its own statistics, as the offline
     model does (NeMo's default here); True uses running statistics per chunk, as a device without the
@@ -26,6 +26,10 @@ def transcribe_cache_aware(model, audio_files: list[str], batch_size: int = 16, 
                          "(model.encoder.att_context_style=chunked_limited, conv_context_size=causal)")  # fmt: skip
     model.eval()
     model.encoder.setup_streaming_params()
+    if not hasattr(model, "joint"):  # a CTC model: NeMo's own loop
+        out = model.transcribe_simulate_cache_aware_streaming(audio_files, batch_size=batch_size,
+                                                               online_normalization=online_normalization)  # fmt: skip
+        return [h.text if hasattr(h, "text") else h for h in out]
     texts: list[str] = []
     for start in range(0, len(audio_files), batch_size):
         buffer = CacheAwareStreamingAudioBuffer(model=model, online_normalization=online_normalization)

@@ -119,3 +119,34 @@ def test_a_missing_streaming_start_is_named_before_training(tmp_path):
     with pytest.raises(FileNotFoundError, match="init_streaming_from=.*none.nemo: no such file"):
         run_training(cfg, build_model=None)
     assert not (tmp_path / "out.nemo").exists()
+
+
+def test_a_streaming_ctc_model_is_scored_offline_and_cache_aware(tiny_ctc_nemo, tiny_corpus, tmp_path, capsys):
+    """`nemo-encrl evaluate --streaming` on a CTC model with a streaming encoder: NeMo's cache-aware loop computes
+    the offline encoder's output chunk by chunk, so both WERs agree; a full-context model is refused by name."""
+    import json
+
+    from omegaconf import open_dict
+
+    from nemo_encrl.cli import main
+    from nemo_encrl.teacher import load_ctc_model
+
+    model = load_ctc_model(path=tiny_ctc_nemo)
+    copy = _streaming_copy_of(model)
+    from nemo_encrl.streaming_init import init_streaming_from
+
+    init_streaming_from(copy, str(tiny_ctc_nemo))
+    model.encoder = copy.encoder
+    with open_dict(model.cfg):
+        model.cfg.encoder = copy.cfg.encoder
+    model.save_to(str(tmp_path / "streaming_ctc.nemo"))
+    dev, report = str(tiny_corpus / "dev_manifest.json"), tmp_path / "r.json"
+    assert main(["evaluate", str(tmp_path / "streaming_ctc.nemo"), dev, "--streaming", "--json", str(report)]) == 0
+    assert "cache-aware streaming: WER" in capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert any(e["hyp"] for e in data["examples"])  # the tiny model emits words: the comparison means something
+    assert data["streaming"]["wer"] == pytest.approx(data["wer"]) and data["streaming"]["utterances"] == 12
+    for key in ("substitutions", "deletions", "insertions"):
+        assert data["streaming"][key] == data[key], key
+    assert main(["evaluate", str(tiny_ctc_nemo), dev, "--streaming"]) == 2
+    assert "not set up for cache-aware streaming" in capsys.readouterr().err
