@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
 from nemo_encrl.evaluate import evaluate_manifest
-from nemo_encrl.streaming_init import streaming_encoder_state
+from nemo_encrl.streaming_init import streaming_encoder_state, subsampling_channels
 from nemo_encrl.teacher import load_ctc_model
 
 ATT = {"att_context_size": [64, 7], "att_context_style": "chunked_limited"}
@@ -38,8 +37,8 @@ def streaming_copy(path: str, settings: dict, mapped: bool):
     encoder = instantiate(OmegaConf.create(enc_cfg))
     full, target = model.encoder.state_dict(), encoder.state_dict()
     if mapped:
-        channels = [m for m in encoder.pre_encode.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
-        state = streaming_encoder_state(full, target, channels, causal_convs=enc_cfg.get("conv_context_size") == "causal")
+        state = streaming_encoder_state(full, target, subsampling_channels(encoder),
+                                        causal_convs=enc_cfg.get("conv_context_size") == "causal")  # fmt: skip
     else:
         state = {k: full[k] if k in full and full[k].shape == v.shape else v for k, v in target.items()}
     encoder.load_state_dict(state)

@@ -112,11 +112,11 @@ class EncoderFreeze(pl.Callback):
             pl_module.encoder.eval()  # BatchNorm statistics and dropout as the pretrained encoder had them
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        frozen = trainer.global_step < self.steps
-        if frozen or not next(pl_module.encoder.parameters()).requires_grad:
-            self._set(pl_module, frozen)
-            if not frozen:
-                pl_module.encoder.train()
+        if trainer.global_step < self.steps:
+            self._set(pl_module, True)
+        elif not next(pl_module.encoder.parameters()).requires_grad:  # the freeze ends (or a run resumed past it)
+            self._set(pl_module, False)
+            pl_module.encoder.train()
 
     def on_train_end(self, trainer, pl_module):
         self._set(pl_module, False)  # the saved model is trainable as configured

@@ -1,8 +1,8 @@
 """A model as it runs on a device: NeMo's cache-aware streaming, chunk by chunk.
 
-NeMo's own `transcribe_simulate_cache_aware_streaming` serves CTC models only (used for them here); this is
-its loop for an RNN-T decoder (the two-pass model's first pass) (the encoder keeps its attention and convolution caches, the greedy decoder its partial
-hypotheses). The encoder needs NeMo's streaming settings (`att_context_style: chunked_limited`, causal
+CTC models use NeMo's own `transcribe_simulate_cache_aware_streaming`, which serves CTC models only; for an
+RNN-T decoder (the two-pass model's first pass) this is that loop: the encoder keeps its attention and
+convolution caches, the greedy decoder its partial hypotheses. The encoder needs NeMo's streaming settings (`att_context_style: chunked_limited`, causal
 convolutions); `att_context_size` sets the chunk and look-ahead.
 """
 
@@ -18,6 +18,7 @@ def transcribe_cache_aware(model, audio_files: list[str], batch_size: int = 16, 
     model does (NeMo's default here); True uses running statistics per chunk, as a device without the
     whole utterance would.
     """
+    from nemo.collections.asr.models import EncDecCTCModel
     from nemo.collections.asr.parts.mixins.streaming import StreamingEncoder
     from nemo.collections.asr.parts.utils.streaming_utils import CacheAwareStreamingAudioBuffer
 
@@ -26,7 +27,7 @@ def transcribe_cache_aware(model, audio_files: list[str], batch_size: int = 16, 
                          "(model.encoder.att_context_style=chunked_limited, conv_context_size=causal)")  # fmt: skip
     model.eval()
     model.encoder.setup_streaming_params()
-    if not hasattr(model, "joint"):  # a CTC model: NeMo's own loop
+    if isinstance(model, EncDecCTCModel):  # NeMo's own loop
         out = model.transcribe_simulate_cache_aware_streaming(audio_files, batch_size=batch_size,
                                                                online_normalization=online_normalization)  # fmt: skip
         return [h.text if hasattr(h, "text") else h for h in out]

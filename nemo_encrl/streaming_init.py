@@ -67,7 +67,8 @@ class StreamingInitError(ValueError):
     """A model that cannot start a streaming encoder, named with the config key that points at it."""
 
 
-def _subsampling_channels(encoder) -> int:
+def subsampling_channels(encoder) -> int:
+    """Output channels of the encoder's (striding) subsampling convolutions: the layout of pre_encode.out."""
     convs = [m for m in encoder.pre_encode.modules() if isinstance(m, torch.nn.Conv2d)]
     if not convs:
         raise StreamingInitError("init_streaming_from: the encoder's subsampling has no Conv2d (striding subsampling expected)")
@@ -92,7 +93,7 @@ def init_streaming_from(model, path: str) -> list[str]:
     to_causal = dst.get("conv_context_size") == "causal" and src.get("conv_context_size") != "causal"
     try:
         state = streaming_encoder_state(source.encoder.state_dict(), model.encoder.state_dict(),
-                                        _subsampling_channels(model.encoder), causal_convs=to_causal)  # fmt: skip
+                                        subsampling_channels(model.encoder), causal_convs=to_causal)  # fmt: skip
     except ValueError as e:
         raise StreamingInitError(f"init_streaming_from={path}: {e}") from e
     model.encoder.load_state_dict(state)

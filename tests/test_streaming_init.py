@@ -129,12 +129,11 @@ def test_a_streaming_ctc_model_is_scored_offline_and_cache_aware(tiny_ctc_nemo, 
     from omegaconf import open_dict
 
     from nemo_encrl.cli import main
+    from nemo_encrl.streaming_init import init_streaming_from
     from nemo_encrl.teacher import load_ctc_model
 
     model = load_ctc_model(path=tiny_ctc_nemo)
     copy = _streaming_copy_of(model)
-    from nemo_encrl.streaming_init import init_streaming_from
-
     init_streaming_from(copy, str(tiny_ctc_nemo))
     model.encoder = copy.encoder
     with open_dict(model.cfg):
