@@ -79,7 +79,7 @@ def evaluate_manifest(model, manifest: str | Path, batch_size: int = 32, vocabul
     if streaming:
         from nemo_encrl.streaming import transcribe_cache_aware
 
-        report["streaming"] = error_rates([r["text"] for r in rows], transcribe_cache_aware(model, audio, batch_size))
+        report["streaming"] = error_rates([r["text"] for r in rows], transcribe_cache_aware(model, audio))
     audio_seconds = sum(float(r["duration"]) for r in rows)
     report.update(
         manifest=str(manifest),

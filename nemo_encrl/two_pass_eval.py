@@ -49,7 +49,7 @@ def decode_manifest(model, manifest: str | Path, batch_size: int = 16, progress:
     if streaming:
         from nemo_encrl.streaming import transcribe_cache_aware
 
-        decoded["streaming"] = transcribe_cache_aware(model, [str(resolve_audio(r, manifest)) for r in rows], batch_size)
+        decoded["streaming"] = transcribe_cache_aware(model, [str(resolve_audio(r, manifest)) for r in rows])
     return decoded
 
 

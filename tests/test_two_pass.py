@@ -245,7 +245,7 @@ def test_streaming_first_pass_equals_offline(model, tiny_corpus):
     assert (streamed - offline).abs().max() < 1e-4 * offline.abs().max()
     model.change_decoding_strategy(decoder_type="rnnt")
     try:
-        assert transcribe_cache_aware(model, files, batch_size=4) == [h.text for h in model.transcribe(files, batch_size=4)]
+        assert transcribe_cache_aware(model, files) == [h.text for h in model.transcribe(files, batch_size=4)]
     finally:
         model.change_decoding_strategy(decoder_type="two_pass")
 
