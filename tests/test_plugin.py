@@ -38,3 +38,11 @@ def test_importing_the_plugin_is_cheap_and_still_registers_its_prefix():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "[] True"
+
+
+def test_model_classes_are_reachable_from_the_package():
+    import nemo_encrl
+    from nemo_encrl.models.encrl_model import EncRLModel
+    from nemo_encrl.models.two_pass import TwoPassModel
+
+    assert nemo_encrl.EncRLModel is EncRLModel and nemo_encrl.TwoPassModel is TwoPassModel

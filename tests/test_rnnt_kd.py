@@ -29,6 +29,20 @@ def test_zero_for_a_copy_and_positive_otherwise():
     assert lattice_kd_loss(logits, _lattice(1)[0], targets, act_lens, label_lens, 6).item() > 0.01
 
 
+def test_sum_over_each_utterances_nodes_mean_over_the_batch():
+    """The paper's per-utterance sum, reduced over the batch like NeMo's RNN-T loss (`mean_batch`)."""
+    logits, targets, act_lens, label_lens = _lattice()
+    teacher = _lattice(1)[0]
+    s, t = (collapsed_lattice_logprobs(x, targets, label_lens, 6) for x in (logits, teacher))
+    per_node = (t.exp() * (t - s)).nan_to_num().sum(-1)  # 0 * (-inf - -inf) -> nan -> 0: no next label at u = U
+    first = per_node[0, :6, :4].sum()  # utterance 0: 6 frames, 3 labels -> every node
+    second = per_node[1, :4, :2].sum()  # utterance 1: 4 frames, 1 label
+    loss = lattice_kd_loss(logits, teacher, targets, act_lens, label_lens, 6)
+    assert loss.item() == pytest.approx((first + second).item() / 2, rel=1e-5)
+    one = lattice_kd_loss(logits[:1], teacher[:1], targets[:1], act_lens[:1], label_lens[:1], 6)
+    assert one.item() == pytest.approx(first.item(), rel=1e-5)
+
+
 def test_padding_never_counts():
     logits, targets, act_lens, label_lens = _lattice()
     teacher = _lattice(1)[0]

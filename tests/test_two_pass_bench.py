@@ -34,6 +34,7 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
     for name in ("teacher", "kd_rnnt", "kd_rescorer", "kd_deep", "scratch"):
         result = json.loads((out / name / "result.json").read_text())
         assert {"first_pass_greedy", "two_pass", "oracle"} <= result.keys() and result["parameters"] > 0
+        assert 0 < result["rtf_first_pass"] < result["rtf_two_pass"]  # the first pass is part of two-pass decoding
     assert json.loads((out / "kd_deep" / "result.json").read_text())["parameters"] < json.loads(
         (out / "teacher" / "result.json").read_text())["parameters"]
     text = report.read_text()
