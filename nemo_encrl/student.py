@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import tarfile
-import tempfile
 from pathlib import Path
 
 import torch
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nemo.utils import logging
 
-from nemo_encrl.tokenizer import export_tokenizer
+from nemo_encrl.tokenizer import export_tokenizer, process_tokenizer_dir
 
 # config sections of a plain CTC-BPE model that the student keeps from its source
 _DATA_SECTIONS = ("train_ds", "validation_ds", "test_ds")
@@ -59,7 +58,7 @@ def load_stage1(path: str | Path):
 
 def _tokenizer_of(model, directory: str | Path | None) -> Path:
     try:
-        return export_tokenizer(model, directory or tempfile.mkdtemp(prefix="encrl_student_tokenizer_"))
+        return export_tokenizer(model, directory or process_tokenizer_dir("encrl_student_tokenizer_"))
     except FileNotFoundError as e:
         raise StudentError(str(e)) from e
 

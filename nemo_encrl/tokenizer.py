@@ -53,6 +53,18 @@ def export_tokenizer(model, directory: str | Path) -> Path:
     return directory
 
 
+def process_tokenizer_dir(prefix: str) -> Path:
+    """A fresh temporary folder for a tokenizer that a model built in this process reads (and copies into its
+    .nemo when saved): removed when the process ends, not before, since the model may be saved late."""
+    import atexit
+    import shutil
+    import tempfile
+
+    directory = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return Path(directory)
+
+
 def ctc_frames(duration: float, window_stride: float, subsampling_factor: int) -> int:
     return math.ceil(math.ceil(duration / window_stride) / subsampling_factor)
 

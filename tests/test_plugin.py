@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -46,3 +47,17 @@ def test_model_classes_are_reachable_from_the_package():
     from nemo_encrl.models.two_pass import TwoPassModel
 
     assert nemo_encrl.EncRLModel is EncRLModel and nemo_encrl.TwoPassModel is TwoPassModel
+
+
+def test_temporary_tokenizer_folders_go_with_the_process(tmp_path):
+    """Models built in a process read their tokenizer from a temporary folder until saved; the folders must not
+    pile up in the temp dir over many runs (they did: hundreds after a few test sessions)."""
+    code = ("from nemo_encrl.tokenizer import process_tokenizer_dir\n"
+            "d = process_tokenizer_dir('x_tokenizer_')\n"
+            "(d / 'tokenizer.model').write_text('m')\n"
+            "print(d)\n")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    made = run.stdout.strip().splitlines()[-1]
+    assert made.startswith(str(tmp_path)) and not os.path.exists(made)

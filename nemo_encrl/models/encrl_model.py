@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from nemo_encrl.models.cached_teacher import CachedTeacherMixin
 from nemo_encrl.models.teacher_checkpoint import TeacherFreeCheckpointMixin
 from nemo_encrl.modules import TeacherWrapper
 from nemo_encrl.modules.teacher_wrapper import inference_features
-from nemo_encrl.tokenizer import export_tokenizer
+from nemo_encrl.tokenizer import export_tokenizer, process_tokenizer_dir
 
 __all__ = ["EncRLModel", "EncRLConfigError"]
 
@@ -74,7 +73,7 @@ def derive_config(cfg: DictConfig, teacher) -> DictConfig:
         cfg.preprocessor = copy.deepcopy(t_pre)
         cfg.sample_rate = teacher.cfg.sample_rate
         cfg.encoder.feat_in = t_pre.features
-        tok_dir = Path(cfg.get("tokenizer_dir") or tempfile.mkdtemp(prefix="encrl_tokenizer_"))
+        tok_dir = Path(cfg.get("tokenizer_dir") or process_tokenizer_dir("encrl_tokenizer_"))
         try:
             cfg.tokenizer = {"dir": str(export_tokenizer(teacher, tok_dir)), "type": "bpe"}
         except FileNotFoundError as e:

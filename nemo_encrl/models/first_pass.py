@@ -7,7 +7,6 @@ plugin's class name and its loss name are left out, the tokenizer travels as ord
 from __future__ import annotations
 
 import copy
-import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
@@ -21,9 +20,9 @@ def first_pass_model(model):
     """A new EncDecRNNTBPEModel with `model`'s preprocessor, encoder, RNN-T decoder and joint (same weights)."""
     from nemo.collections.asr.models import EncDecRNNTBPEModel
 
-    from nemo_encrl.tokenizer import export_tokenizer
+    from nemo_encrl.tokenizer import export_tokenizer, process_tokenizer_dir
 
-    tokenizer_dir = export_tokenizer(model, tempfile.mkdtemp(prefix="first_pass_tokenizer_"))
+    tokenizer_dir = export_tokenizer(model, process_tokenizer_dir("first_pass_tokenizer_"))
     cfg = OmegaConf.create({k: copy.deepcopy(model.cfg[k]) for k in KEPT_KEYS if model.cfg.get(k) is not None})
     with open_dict(cfg):
         cfg.tokenizer = {"dir": str(tokenizer_dir), "type": "bpe"}
