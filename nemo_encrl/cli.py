@@ -165,12 +165,9 @@ def _evaluate(args) -> dict:
 
 def _evaluate_two_pass(model, args) -> dict:
     from nemo_encrl.evaluate import write_report
-    from nemo_encrl.two_pass_eval import decode_manifest, format_two_pass_report, two_pass_report
+    from nemo_encrl.two_pass_eval import evaluate_two_pass, format_two_pass_report
 
-    rescoring = model.cfg.aux_attn.rescoring
-    decoded = decode_manifest(model, args.manifest, batch_size=args.batch_size, streaming=args.streaming)
-    report = two_pass_report(decoded, rescoring.weight, rescoring.length_bonus)
-    report.update(manifest=str(args.manifest), parameters=sum(p.numel() for p in model.parameters()))
+    report = evaluate_two_pass(model, args.manifest, batch_size=args.batch_size, streaming=args.streaming)
     print(format_two_pass_report(report, Path(args.model).name))
     if args.json:
         write_report(report, args.json)

@@ -5,8 +5,11 @@ Apostrophes stay inside words (`split_by_unicode_script=False`): "don't" is one 
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 from nemo_encrl.data.manifest import read_manifest
@@ -56,10 +59,6 @@ def export_tokenizer(model, directory: str | Path) -> Path:
 def process_tokenizer_dir(prefix: str) -> Path:
     """A fresh temporary folder for a tokenizer that a model built in this process reads (and copies into its
     .nemo when saved): removed when the process ends, not before, since the model may be saved late."""
-    import atexit
-    import shutil
-    import tempfile
-
     directory = tempfile.mkdtemp(prefix=prefix)
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
     return Path(directory)

@@ -47,7 +47,8 @@ def decode_manifest(model, manifest: str | Path, batch_size: int = 16, progress:
         for i, hyp, nbest in zip(idx, first, model.score_nbest(encoded, encoded_len)):
             greedy[i], nbests[i] = hyp.text, nbest
     decoded = {"references": [r["text"] for r in rows], "greedy": greedy, "nbests": nbests,
-               "seconds": time.perf_counter() - start, "first_pass_seconds": first_pass_seconds, "audio_seconds": sum(float(r["duration"]) for r in rows)}  # fmt: skip
+               "seconds": time.perf_counter() - start, "first_pass_seconds": first_pass_seconds,
+               "audio_seconds": sum(float(r["duration"]) for r in rows)}  # fmt: skip
     if streaming:
         from nemo_encrl.streaming import transcribe_cache_aware
 
@@ -96,6 +97,16 @@ def two_pass_report(decoded: dict, weight: float, length_bonus: float) -> dict:
     report["nbest_size"] = max((len(n.texts) for n in nbests), default=0)
     report["rtf_first_pass"] = decoded["first_pass_seconds"] / decoded["audio_seconds"]  # encoder + greedy RNN-T
     report["rtf_two_pass"] = decoded["seconds"] / decoded["audio_seconds"]  # + beam N-best + attention rescoring
+    return report
+
+
+def evaluate_two_pass(model, manifest: str | Path, batch_size: int = 16, streaming: bool = False,
+                      progress: bool = True) -> dict:  # fmt: skip
+    """Every pass of `model` on `manifest`, rescored with the weight and length bonus stored in the model."""
+    rescoring = model.cfg.aux_attn.rescoring
+    decoded = decode_manifest(model, manifest, batch_size=batch_size, progress=progress, streaming=streaming)
+    report = two_pass_report(decoded, rescoring.weight, rescoring.length_bonus)
+    report.update(manifest=str(manifest), parameters=sum(p.numel() for p in model.parameters()))
     return report
 
 
