@@ -1,5 +1,6 @@
 """The two-pass distillation benchmark end to end on the tiny corpus: costs, equal-compute scratch budget,
-every stage and the scratch student trained, scored and reported; a second start reuses everything."""
+every stage and the scratch student trained (two job processes at a time: the stages' chain beside the
+scratch student), then scored and reported; a second start reuses everything."""
 
 import json
 
@@ -21,7 +22,7 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
     cfg = load_config("two_pass_bench", "quick", [f"teacher={tiny_two_pass_nemo}", "train_corpus=tiny", "eval_corpus=tiny",
                                                   f"out_dir={tmp_path}/bench", f"report={tmp_path}/RESULTS.md",
                                                   "steps.rnnt=3", "steps.rescorer=3", "steps.deep=3", "validate_every=3",
-                                                  "cost.steps=2", "cost.warmup=1"])  # fmt: skip
+                                                  "cost.steps=2", "cost.warmup=1", "workers=2"])  # fmt: skip
     with open_dict(cfg):
         cfg.student_overrides = [o for o in TINY_KD_OVERRIDES if not o.startswith(("trainer.max_steps", "trainer.val_check"))]
     report = run_two_pass_bench(cfg)
@@ -38,6 +39,10 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
     assert json.loads((out / "kd_deep" / "result.json").read_text())["parameters"] < json.loads(
         (out / "teacher" / "result.json").read_text())["parameters"]
     text = report.read_text()
+    printed = capsys.readouterr().out
+    assert "[two-pass bench 4/4]" in printed
+    for name in ("kd_rnnt", "kd_rescorer", "kd_deep", "scratch"):  # each trained in its own process
+        assert "Trainer.fit" in (out / name / "log.txt").read_text()
     assert "| student after stage 2 (rescorer KD) |" in text and "## Targets" in text and "equal compute" in text
     capsys.readouterr()
     run_two_pass_bench(cfg)  # the same command again: nothing is trained twice

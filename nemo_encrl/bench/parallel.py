@@ -1,10 +1,11 @@
 """Several bench jobs at once on one machine (`workers: N`), e.g. small students sharing one GPU (one
 alone keeps an H100 ~7% busy). Budgets are steps, so running side by side changes only wall-clock.
 
-Each job runs in its own process (`nemo-encrl bench --profile <out_dir>/profile.yaml --job NAME`,
-its output in `<job>/log.txt`), in two waves: the scratch sweep together with every stage 1, then
-the students and scratch partners (they need the sweep's choice and their stage 1). Speeds measured
-while other jobs run are not comparable: run `--retime` on an idle machine before reading them.
+Each job runs in its own process (`nemo-encrl <verb> --profile <out_dir>/profile.yaml --job NAME`, verb
+`bench` or `two-pass-bench`), its output in `<job>/log.txt`. The EncRL bench runs two waves: the scratch
+sweep together with every stage 1, then the students and scratch partners (they need the sweep's choice
+and their stage 1). Speeds measured while other jobs run are not comparable: the EncRL bench's `--retime`
+measures them again on an idle machine; the two-pass bench scores its runs after the wave, one at a time.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def job_env(cfg: DictConfig, cores: int | None = None) -> dict[str, str]:
 
 def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, float] | None = None,
              done: set[str] = frozenset(), deps: dict[str, set[str]] | None = None,
-             status_every_s: float = 60.0) -> None:
+             status_every_s: float = 60.0, verb: str = "bench") -> None:
     """Run `names` `cfg.workers` at a time, each as soon as a worker is free and its `deps` (names in this
     wave) have finished, in the order given (those in `done`, finished under the same settings, start no
     process); after the wave, stop if any failed. A line per job, and every `status_every_s` the running
@@ -64,7 +65,7 @@ def run_wave(cfg: DictConfig, names: list[str], label: str, units: dict[str, flo
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "progress.txt").unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "nemo_encrl.cli", "bench", "--profile", str(profile), "--job", name]
+        cmd = [sys.executable, "-m", "nemo_encrl.cli", verb, "--profile", str(profile), "--job", name]
         with open(folder / "log.txt", "a") as log:
             job = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False,
                                  env={**env, PROGRESS_ENV: str(folder / "progress.txt")})

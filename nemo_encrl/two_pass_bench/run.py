@@ -155,30 +155,59 @@ def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
     return report
 
 
-def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None, config=None) -> dict:
-    """`config(folder)`: the run's training config; `train(folder)`: trains it (resumably) -> .nemo."""
+def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
+    """The trained runs by folder name, in the order they depend on each other (each stage starts from the
+    previous stage's .nemo): (steps, init .nemo or None, config(folder), train(folder) -> .nemo)."""
+    from nemo_encrl.training import fit_two_pass, fit_two_pass_kd
+
+    runs, init = {}, None
+    for stage in STAGES:
+        steps = plan["steps"][stage]
+        config = lambda folder, s=stage, st=steps, i=init: stage_config(cfg, s, st, folder, i)  # noqa: E731
+        runs[f"kd_{stage}"] = (steps, init, config, lambda folder, c=config: fit_two_pass_kd(c(folder)))
+        init = str(Path(cfg.out_dir) / f"kd_{stage}" / "model.nemo")
+    steps = plan["steps"]["scratch"]
+    config = lambda folder: scratch_config(cfg, steps, folder)  # noqa: E731
+    runs["scratch"] = (steps, None, config, lambda folder: fit_two_pass(config(folder)))
+    return runs
+
+
+def _train(cfg: DictConfig, name: str, steps: int, train, init: str | None, config=None) -> str:
+    """Train one run (resuming from its last checkpoint) under the settings recorded for it -> its .nemo;
+    a run whose .nemo exists is trained."""
     from nemo_encrl.bench.settings import check_settings, record_settings, stored_settings
 
     folder = Path(cfg.out_dir) / name
     settings = _settings(cfg, name, steps, init, config(folder) if config else None)
-    if (folder / "result.json").exists():
-        check_settings(folder, settings)
-        print(f"[two-pass bench] {name}: done before, skipped", flush=True)
-        return json.loads((folder / "result.json").read_text())
     if stored_settings(folder):
         check_settings(folder, settings)
     record_settings(folder, settings)
+    if not train:
+        return str(cfg.teacher)
+    if (folder / "model.nemo").exists():
+        return str(folder / "model.nemo")
     print(f"[two-pass bench] {name}: {steps} steps", flush=True)
-    nemo = str(train(folder)) if train else str(cfg.teacher)
+    return str(train(folder))
+
+
+def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None, config=None) -> dict:
+    """`config(folder)`: the run's training config; `train(folder)`: trains it (resumably) -> .nemo; then its
+    scores (result.json). A run with a result.json is reused when its settings match."""
+    from nemo_encrl.bench.settings import check_settings
+
+    folder = Path(cfg.out_dir) / name
+    if (folder / "result.json").exists():
+        check_settings(folder, _settings(cfg, name, steps, init, config(folder) if config else None))
+        print(f"[two-pass bench] {name}: done before, skipped", flush=True)
+        return json.loads((folder / "result.json").read_text())
+    nemo = _train(cfg, name, steps, train, init, config)
     result = {"run": name, "steps": steps, "nemo": nemo, **score(cfg, nemo, folder)}
     (folder / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
 
-def run_two_pass_bench(cfg: DictConfig) -> Path:
-    from nemo_encrl.training import fit_two_pass, fit_two_pass_kd
-    from nemo_encrl.two_pass_bench.report import write_report
-
+def _costs(cfg: DictConfig) -> dict:
+    """cost.json of out_dir, measured there the first time; refused when measured for other models or data."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cost_file = out / "cost.json"
@@ -192,16 +221,36 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     if costs.get("inputs") != inputs:
         raise ValueError(f"{cost_file} was measured for other models or data ({costs.get('inputs')} then, {inputs} now): "
                          "give the profile another out_dir")  # fmt: skip
+    return costs
+
+
+def train_job(cfg: DictConfig, name: str) -> str:
+    """One run's training by its folder name (what `workers` > 1 starts in each process) -> its .nemo."""
+    runs = _runs(cfg, budgets(cfg, _costs(cfg)))
+    if name not in runs:
+        raise KeyError(f"--job {name}: no such run in the two-pass bench (one of {', '.join(runs)})")
+    steps, init, config, train = runs[name]
+    return _train(cfg, name, steps, train, init, config)
+
+
+def run_two_pass_bench(cfg: DictConfig) -> Path:
+    """Teacher scored; the three stages (in order) and the scratch student trained, `workers` at a time in
+    their own processes when more than one; then each run scored, one at a time; the report."""
+    from nemo_encrl.two_pass_bench.report import write_report
+
+    costs = _costs(cfg)
     plan = budgets(cfg, costs)
     results = {"teacher": _run(cfg, "teacher", 0, None, None)}
-    init = None
-    for stage in STAGES:
-        steps = plan["steps"][stage]
-        config = lambda folder, s=stage, st=steps, i=init: stage_config(cfg, s, st, folder, i)  # noqa: E731
-        results[stage] = _run(cfg, f"kd_{stage}", steps, lambda folder, c=config: fit_two_pass_kd(c(folder)),
-                              str(init) if init else None, config)  # fmt: skip
-        init = Path(results[stage]["nemo"])
-    scratch = lambda folder: scratch_config(cfg, plan["steps"]["scratch"], folder)  # noqa: E731
-    results["scratch"] = _run(cfg, "scratch", plan["steps"]["scratch"], lambda folder: fit_two_pass(scratch(folder)),
-                              None, scratch)  # fmt: skip
+    runs = _runs(cfg, plan)
+    out = Path(cfg.out_dir)
+    unscored = [n for n in runs if not (out / n / "result.json").exists()]
+    if int(cfg.get("workers", 1)) > 1 and unscored:
+        from nemo_encrl.bench.parallel import run_wave
+
+        done = {n for n in unscored if (out / n / "model.nemo").exists()}
+        deps = {f"kd_{b}": {f"kd_{a}"} for a, b in zip(STAGES, STAGES[1:])}  # scratch starts beside stage 1
+        units = {n: plan["units"][n.removeprefix("kd_")] for n in unscored}
+        run_wave(cfg, unscored, "two-pass bench", units, done=done, deps=deps, verb="two-pass-bench")
+    for name, (steps, init, config, train) in runs.items():
+        results[name.removeprefix("kd_")] = _run(cfg, name, steps, train, init, config)
     return write_report(cfg, costs, plan, results)
