@@ -12,14 +12,14 @@ import torch
 
 class LearningCurve(pl.Callback):
     """After every validation: epoch, step, training wall-clock and audio seen so far, and the validation
-    metrics.
+    metrics a model logs of `metrics` (a two-pass model's attention loss: its dev WER is the first pass's).
 
     The file is rewritten each time, so a killed run leaves the curve up to its last validation; a
     resumed run drops the points past its checkpoint's step and appends (wall-clock and audio continue
     from the last point kept).
     """
 
-    def __init__(self, path: str | Path, metrics: tuple[str, ...] = ("val_wer", "val_loss")):
+    def __init__(self, path: str | Path, metrics: tuple[str, ...] = ("val_wer", "val_loss", "val_attn_loss")):
         self.path = Path(path)
         self.metrics = metrics
         self.points: list[dict] = json.loads(self.path.read_text()) if self.path.exists() else []

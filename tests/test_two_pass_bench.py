@@ -7,8 +7,25 @@ import json
 import pytest
 from omegaconf import open_dict
 
-pytestmark = pytest.mark.slow
 
+def test_training_table_shows_first_middle_and_last_three_validations(tmp_path):
+    from nemo_encrl.two_pass_bench.report import training_lines
+
+    points = [{"step": 250 * i, "wall_seconds": 60.0 * i, "val_wer": 1 - i / 10, "val_loss": 9.0} for i in range(1, 9)]
+    points.append({"step": 2100, "end": True, "wall_seconds": 600.0})  # the run's last step, not validated
+    (tmp_path / "kd_rnnt" / "runs").mkdir(parents=True)
+    (tmp_path / "kd_rnnt" / "runs" / "curve.json").write_text(json.dumps(points))
+    rescorer = [{"step": s, "wall_seconds": 30.0, "val_wer": 0.5, "val_attn_loss": a} for s, a in ((250, 40.0), (500, 31.5))]
+    (tmp_path / "kd_rescorer" / "runs").mkdir(parents=True)
+    (tmp_path / "kd_rescorer" / "runs" / "curve.json").write_text(json.dumps(rescorer))
+    rows = [r for r in training_lines(tmp_path) if r.startswith("| student")]
+    assert rows == [
+        "| student after stage 1 (RNN-T KD) | 8 | 250: 90.00%, 1250: 50.00%, 1500: 40.00%, 1750: 30.00%, 2000: 20.00% | - | 10 min |",
+        "| student after stage 2 (rescorer KD) | 2 | 250: 50.00%, 500: 50.00% | 250: 40.0, 500: 31.5 | 0 min |",
+    ]  # runs without a curve (stage 3, scratch: not trained yet) have no row
+
+
+@pytest.mark.slow
 
 def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypatch, capsys):
     from conftest import TINY_KD_OVERRIDES
@@ -44,6 +61,9 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
     for name in ("kd_rnnt", "kd_rescorer", "kd_deep", "scratch"):  # each trained in its own process
         assert "Trainer.fit" in (out / name / "log.txt").read_text()
     assert "| student after stage 2 (rescorer KD) |" in text and "## Targets" in text and "equal compute" in text
+    for label in ("after stage 1 (RNN-T KD)", "after stage 2 (rescorer KD)", "after stage 3 (deep finetuning)",
+                  "from scratch, equal compute"):  # fmt: skip
+        assert text.count(f" {label} | ") == 2  # the results table and the training table (its dev curve)
     capsys.readouterr()
     run_two_pass_bench(cfg)  # the same command again: nothing is trained twice
     assert capsys.readouterr().out.count("done before, skipped") == 5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -18,6 +19,33 @@ def _pct(x: float) -> str:
 
 def _verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
+
+
+def _curve_points(points: list[dict]) -> list[dict]:
+    """The validations worth a column: the first, the middle one and the last three."""
+    points = [p for p in points if "val_wer" in p]
+    n = len(points)
+    return [points[i] for i in sorted({0, n // 2, n - 3, n - 2, n - 1} & set(range(n)))]
+
+
+def training_lines(out_dir: Path) -> list[str]:
+    """Each trained run's dev curve (greedy first-pass WER, and the attention loss that the rescorer stage
+    trains) and wall-clock, from its curve.json: whether it was still improving when its budget ended."""
+    lines = ["## Training on dev", "",
+             "Greedy first-pass WER and attention (rescorer) loss on dev at chosen validations (step: value); "
+             "wall-clock of the whole run on the machine above.", "",
+             "| model | validations | dev first-pass WER | dev attention loss | wall-clock |", "|---|---|---|---|---|"]  # fmt: skip
+    for key, label in ROWS[1:]:
+        curve = out_dir / (key if key == "scratch" else f"kd_{key}") / "runs" / "curve.json"
+        if not curve.exists():
+            continue
+        points = json.loads(curve.read_text())
+        shown = _curve_points(points)
+        wer = ", ".join(f"{p['step']}: {_pct(p['val_wer'])}" for p in shown)
+        attn = ", ".join(f"{p['step']}: {p['val_attn_loss']:.1f}" for p in shown if "val_attn_loss" in p) or "-"
+        wall = f"{points[-1]['wall_seconds'] / 60:.0f} min" if points else "-"
+        lines.append(f"| {label} | {sum('val_wer' in p for p in points)} | {wer} | {attn} | {wall} |")
+    return lines
 
 
 def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Path:
@@ -63,6 +91,8 @@ def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Pat
         + ".",
         f"- Student better than scratch at equal compute: {_pct(deep['two_pass']['wer'])} vs "
         f"{_pct(results['scratch']['two_pass']['wer'])}, {_verdict(deep['two_pass']['wer'] < results['scratch']['two_pass']['wer'])}.",
+        "",
+        *training_lines(Path(cfg.out_dir)),
     ]
     out = Path(cfg.report)
     out.parent.mkdir(parents=True, exist_ok=True)
