@@ -25,6 +25,21 @@ def test_training_table_shows_first_middle_and_last_three_validations(tmp_path):
     ]  # runs without a curve (stage 3, scratch: not trained yet) have no row
 
 
+def test_a_truncated_nemo_is_not_a_trained_run(tmp_path):
+    import tarfile
+
+    from nemo_encrl.two_pass_bench.run import trained
+
+    assert not trained(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"w" * 100_000)
+    with tarfile.open(tmp_path / "model.nemo", "w:") as archive:  # .nemo files are uncompressed tars
+        archive.add(tmp_path / "weights.bin", arcname="model_weights.ckpt")
+    assert trained(tmp_path)
+    whole = (tmp_path / "model.nemo").read_bytes()
+    (tmp_path / "model.nemo").write_bytes(whole[:50_000])  # killed while saving
+    assert not trained(tmp_path)
+
+
 @pytest.mark.slow
 
 def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypatch, capsys):

@@ -172,9 +172,20 @@ def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
     return runs
 
 
+def trained(folder: Path) -> bool:
+    """The run's .nemo is there and whole (a process killed while saving it leaves a truncated archive)."""
+    import tarfile
+
+    try:
+        with tarfile.open(folder / "model.nemo") as archive:
+            return bool(archive.getmembers())
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+
+
 def _train(cfg: DictConfig, name: str, steps: int, train, init: str | None, config=None) -> str:
     """Train one run (resuming from its last checkpoint) under the settings recorded for it -> its .nemo;
-    a run whose .nemo exists is trained."""
+    a run with a whole .nemo is trained."""
     from nemo_encrl.bench.settings import check_settings, record_settings, stored_settings
 
     folder = Path(cfg.out_dir) / name
@@ -184,7 +195,7 @@ def _train(cfg: DictConfig, name: str, steps: int, train, init: str | None, conf
     record_settings(folder, settings)
     if not train:
         return str(cfg.teacher)
-    if (folder / "model.nemo").exists():
+    if trained(folder):
         return str(folder / "model.nemo")
     print(f"[two-pass bench] {name}: {steps} steps", flush=True)
     return str(train(folder))
@@ -247,7 +258,7 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     if int(cfg.get("workers", 1)) > 1 and unscored:
         from nemo_encrl.bench.parallel import run_wave
 
-        done = {n for n in unscored if (out / n / "model.nemo").exists()}
+        done = {n for n in unscored if trained(out / n)}
         deps = {f"kd_{b}": {f"kd_{a}"} for a, b in zip(STAGES, STAGES[1:])}  # scratch starts beside stage 1
         units = {n: plan["units"][n.removeprefix("kd_")] for n in unscored}
         run_wave(cfg, unscored, "two-pass bench", units, done=done, deps=deps, verb="two-pass-bench")
