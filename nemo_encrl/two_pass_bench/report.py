@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -35,16 +34,17 @@ def training_lines(out_dir: Path) -> list[str]:
              "Greedy first-pass WER and attention (rescorer) loss on dev at chosen validations (step: value); "
              "wall-clock of the whole run on the machine above.", "",
              "| model | validations | dev first-pass WER | dev attention loss | wall-clock |", "|---|---|---|---|---|"]  # fmt: skip
+    from nemo_encrl.bench.run import curve
+
     for key, label in ROWS[1:]:
-        curve = out_dir / (key if key == "scratch" else f"kd_{key}") / "runs" / "curve.json"
-        if not curve.exists():
+        points = curve(out_dir / (key if key == "scratch" else f"kd_{key}") / "runs")
+        if not points:
             continue
-        points = json.loads(curve.read_text())
         shown = _curve_points(points)
         wer = ", ".join(f"{p['step']}: {_pct(p['val_wer'])}" for p in shown)
         attn = ", ".join(f"{p['step']}: {p['val_attn_loss']:.1f}" for p in shown if "val_attn_loss" in p) or "-"
-        wall = f"{points[-1]['wall_seconds'] / 60:.0f} min" if points else "-"
-        lines.append(f"| {label} | {sum('val_wer' in p for p in points)} | {wer} | {attn} | {wall} |")
+        lines.append(f"| {label} | {sum('val_wer' in p for p in points)} | {wer} | {attn} | "
+                     f"{points[-1]['wall_seconds'] / 60:.0f} min |")
     return lines
 
 
