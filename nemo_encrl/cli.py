@@ -191,14 +191,14 @@ def _two_pass_bench(args) -> Path:
 
     from nemo_encrl.config import load_config
     from nemo_encrl.two_pass_bench import run_two_pass_bench
-    from nemo_encrl.two_pass_bench.run import train_job
+    from nemo_encrl.two_pass_bench.run import report_two_pass_bench, train_job
 
     cfg = load_config("two_pass_bench", args.profile, args.overrides)
     if args.job:
         return Path(train_job(cfg, args.job))
     with open_dict(cfg):
         cfg.command = " ".join(["nemo-encrl two-pass-bench", f"--profile {args.profile}", *args.overrides])
-    return run_two_pass_bench(cfg)
+    return report_two_pass_bench(cfg) if args.report_only else run_two_pass_bench(cfg)
 
 
 def _two_pass_tune(args) -> dict:
@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", help="quick | cpu, or a YAML path (conf/two_pass_bench/)")
     p.add_argument("overrides", nargs="*", help="Hydra-style overrides, e.g. steps.rnnt=2000")
     p.add_argument("--job", help="train one run of the profile by its folder name (what workers > 1 starts)")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the report from the runs finished so far (the others marked not finished)")
     p.set_defaults(func=_two_pass_bench)
 
     p = sub.add_parser("two-pass-export", help="a two-pass model's first pass as a plain NeMo EncDecRNNTBPEModel .nemo")

@@ -40,6 +40,51 @@ def test_a_truncated_nemo_is_not_a_trained_run(tmp_path):
     assert not trained(tmp_path)
 
 
+def _result(wer: float, parameters: int) -> dict:
+    scores = {k: {"wer": wer} for k in ("first_pass_greedy", "two_pass", "oracle")}
+    return {**scores, "parameters": parameters, "nemo_mb": 1.0, "steps": 10, "rtf_first_pass": 0.01, "rtf_two_pass": 0.02}
+
+
+def test_report_only_shows_unfinished_runs_and_pending_targets(tmp_path, monkeypatch):
+    """A bench stopped part way (the teacher and stage 1 scored, stage 2 training): its report says what is
+    missing instead of failing, and judges only the targets whose runs are finished."""
+    from nemo_encrl.config import load_config
+    from nemo_encrl.two_pass_bench.run import cost_inputs, report_two_pass_bench
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("two_pass_bench", "quick", [f"out_dir={tmp_path}/bench", f"report={tmp_path}/RESULTS.md"])
+    with pytest.raises(FileNotFoundError, match="cost.json"):
+        report_two_pass_bench(cfg)
+    corpus = tmp_path / "data" / "corpus" / cfg.train_corpus
+    corpus.mkdir(parents=True)
+    (corpus / "train_manifest.json").write_text(json.dumps({"audio_filepath": "a.wav", "duration": 3600.0, "text": "a"}) + "\n")
+    out = tmp_path / "bench"
+    out.mkdir()
+    ms = {"scratch": 100.0, "rnnt": 200.0, "rescorer": 50.0, "deep": 150.0, "nbest_decode": 10.0}
+    (out / "cost.json").write_text(json.dumps({"ms": ms, "audio_seconds_per_batch": 36.0, "machine": "test CPU",
+                                               "inputs": cost_inputs(cfg)}))  # fmt: skip
+    for name, wer, params in (("teacher", 0.30, 6_000_000), ("kd_rnnt", 0.50, 2_000_000)):
+        (out / name).mkdir()
+        (out / name / "result.json").write_text(json.dumps(_result(wer, params)))
+    text = report_two_pass_bench(cfg).read_text()
+    assert "(not finished: partial report)" in text.splitlines()[0]
+    assert "| student after stage 1 (RNN-T KD) | 2.00M | 33% | 1.0 MB | 10 | 120 | 50.00% | 50.00% |" in text
+    # stage 2: 20 steps at 0.5 of a scratch step + the N-best of 1 h in 100 batches at 0.1 each
+    assert "| student after stage 2 (rescorer KD) | - | - | - | 20 | 20 | not finished |" in text
+    assert "| same student from scratch, equal compute | - | - | - | 170 | 170 | not finished |" in text
+    assert ("- Student two-pass WER within +10% relative of the teacher's: **pending** (student after stage 3 "
+            "(deep finetuning): not finished).") in text  # fmt: skip
+    assert "after stages 1 / 2 / 3): 50.00%; **pending**" in text and "**met**" not in text and "**missed**" not in text
+    for name, wer, params in (("kd_rescorer", 0.45, 2_000_000), ("kd_deep", 0.40, 2_000_000), ("scratch", 0.60, 2_000_000)):
+        (out / name).mkdir()
+        (out / name / "result.json").write_text(json.dumps(_result(wer, params)))
+    text = report_two_pass_bench(cfg).read_text()
+    assert "partial" not in text and "pending" not in text and "not finished" not in text
+    assert "within +10% relative of the teacher's: 40.00% vs 30.00%, **missed**" in text
+    assert "better than scratch at equal compute: 40.00% vs 60.00%, **met**" in text
+    assert "≤ 45% of the teacher's parameters: 33%, **met**" in text
+
+
 @pytest.mark.slow
 
 def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypatch, capsys):

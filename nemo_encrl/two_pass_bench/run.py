@@ -217,14 +217,18 @@ def _run(cfg: DictConfig, name: str, steps: int, train, init: str | None, config
     return result
 
 
+def cost_inputs(cfg: DictConfig) -> dict:
+    """What the step costs depend on: recorded with them, checked at every start."""
+    return {"student_overrides": list(cfg.get("student_overrides", [])), "overrides": list(cfg.get("overrides", [])),
+            "scratch_overrides": list(cfg.get("scratch_overrides", [])), "train_corpus": cfg.train_corpus,
+            "cost": OmegaConf.to_container(cfg.cost)}  # fmt: skip
+
+
 def _costs(cfg: DictConfig) -> dict:
     """cost.json of out_dir, measured there the first time; refused when measured for other models or data."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cost_file = out / "cost.json"
-    inputs = {"student_overrides": list(cfg.get("student_overrides", [])), "overrides": list(cfg.get("overrides", [])),
-              "scratch_overrides": list(cfg.get("scratch_overrides", [])), "train_corpus": cfg.train_corpus,
-              "cost": OmegaConf.to_container(cfg.cost)}  # fmt: skip
+    cost_file, inputs = out / "cost.json", cost_inputs(cfg)
     if not cost_file.exists():
         print(f"[two-pass bench] measuring step costs ({cfg.cost.steps} steps of each kind)", flush=True)
         cost_file.write_text(json.dumps({**measure_costs(cfg), "inputs": inputs}, indent=1))
@@ -265,3 +269,19 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     for name, (steps, init, config, train) in runs.items():
         results[name.removeprefix("kd_")] = _run(cfg, name, steps, train, init, config)
     return write_report(cfg, costs, plan, results)
+
+
+def report_two_pass_bench(cfg: DictConfig) -> Path:
+    """The report from the runs finished so far (rows and targets of the others marked as not finished);
+    trains nothing."""
+    from nemo_encrl.two_pass_bench.report import write_report
+
+    out = Path(cfg.out_dir)
+    if not (out / "cost.json").exists():
+        raise FileNotFoundError(f"{out}/cost.json: out_dir={out} holds no two-pass bench to report on")
+    costs = _costs(cfg)
+    results = {}
+    for name in ("teacher", *(f"kd_{s}" for s in STAGES), "scratch"):
+        if (out / name / "result.json").exists():
+            results[name.removeprefix("kd_")] = json.loads((out / name / "result.json").read_text())
+    return write_report(cfg, costs, budgets(cfg, costs), results)
