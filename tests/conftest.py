@@ -10,6 +10,22 @@ import pytest
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
+def run_readme_settings(settings: str, commands: str, values: dict[str, str], cwd: Path):
+    """A README section's settings block replaced by `values` (one for each name it sets, in its order), then
+    its commands block run by bash as written -> the finished process (its exit status checked)."""
+    import re
+    import subprocess
+    import sys
+
+    names = re.findall(r"^([A-Z0-9_]+)=", settings, re.M)
+    assert names == list(values), f"the README's settings are {names}: give this test a value for each"
+    script = "set -euo pipefail\n" + "".join(f'{k}="{v}"\n' for k, v in values.items()) + commands
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return proc
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory) -> Path:
     from nemo_encrl.config import CONF_DIR

@@ -1,11 +1,9 @@
 """The README's quick start, followed literally: its settings block set to the tiny corpus, a local .nemo
 standing in for the pretrained name and two DDP processes on the CPU; its commands run as written."""
 
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,7 +23,7 @@ def quickstart_blocks() -> tuple[str, str, str]:
 
 
 def test_quickstart_runs_as_written(tiny_ctc_nemo, tiny_corpus, tmp_path):
-    from conftest import TINY_TRAINING
+    from conftest import TINY_TRAINING, run_readme_settings
 
     settings, commands, snippet = quickstart_blocks()
     tiny_training = [o for o in TINY_TRAINING if not o.startswith("trainer.max_steps")]
@@ -41,12 +39,7 @@ def test_quickstart_runs_as_written(tiny_ctc_nemo, tiny_corpus, tmp_path):
         "STAGE1_STEPS": "4",
         "STAGE2_STEPS": "3",
     }
-    names = re.findall(r"^([A-Z0-9_]+)=", settings, re.M)
-    assert names == list(ours), f"the README's settings are {names}: give this test a value for each"
-    script = "set -euo pipefail\n" + "".join(f"{k}=\"{v}\"\n" for k, v in ours.items()) + commands
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    proc = run_readme_settings(settings, commands, ours, tmp_path)
 
     out = tmp_path / "out"
     assert (out / "teacher_cache" / "cache.json").exists()

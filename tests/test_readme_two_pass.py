@@ -3,11 +3,9 @@ two-pass teacher and a tiny student; its three stages, tuning, evaluation and ex
 exported first pass then transcribes in a process where nemo_encrl cannot be imported."""
 
 import json
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +24,7 @@ def two_pass_blocks() -> tuple[str, str]:
 
 
 def test_readme_two_pass_distillation_runs_as_written(tiny_two_pass_nemo, tiny_corpus, tmp_path):
-    from conftest import TINY_KD_OVERRIDES
+    from conftest import TINY_KD_OVERRIDES, run_readme_settings
 
     settings, commands = two_pass_blocks()
     student = [o for o in TINY_KD_OVERRIDES if o.startswith("model.encoder.") or "hidden" in o or ".decoder." in o]
@@ -39,12 +37,7 @@ def test_readme_two_pass_distillation_runs_as_written(tiny_two_pass_nemo, tiny_c
         "TRAINER": " ".join(o for o in TINY_KD_OVERRIDES if o not in student),
         "STUDENT": " ".join(student),
     }
-    names = re.findall(r"^([A-Z0-9_]+)=", settings, re.M)
-    assert names == list(ours), f"the README's settings are {names}: give this test a value for each"
-    script = "set -euo pipefail\n" + "".join(f'{k}="{v}"\n' for k, v in ours.items()) + commands
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    proc = run_readme_settings(settings, commands, ours, tmp_path)
 
     out = tmp_path / "out"
     for stage in ("stage1", "stage2", "stage3"):
