@@ -12,6 +12,11 @@ ROWS = (("teacher", "teacher"), ("rnnt", "student after stage 1 (RNN-T KD)"),
         ("scratch", "same student from scratch, equal compute"))  # fmt: skip
 
 
+def run_folder(key: str) -> str:
+    """A row's run folder in out_dir: the stages' are kd_<stage>."""
+    return key if key in ("teacher", "scratch") else f"kd_{key}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -37,7 +42,7 @@ def training_lines(out_dir: Path) -> list[str]:
     from nemo_encrl.bench.run import curve
 
     for key, label in ROWS[1:]:
-        points = curve(out_dir / (key if key == "scratch" else f"kd_{key}") / "runs")
+        points = curve(out_dir / run_folder(key) / "runs")
         if not points:
             continue
         shown = _curve_points(points)

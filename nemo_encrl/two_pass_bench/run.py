@@ -274,14 +274,12 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
 def report_two_pass_bench(cfg: DictConfig) -> Path:
     """The report from the runs finished so far (rows and targets of the others marked as not finished);
     trains nothing."""
-    from nemo_encrl.two_pass_bench.report import write_report
+    from nemo_encrl.two_pass_bench.report import ROWS, run_folder, write_report
 
     out = Path(cfg.out_dir)
     if not (out / "cost.json").exists():
         raise FileNotFoundError(f"{out}/cost.json: out_dir={out} holds no two-pass bench to report on")
     costs = _costs(cfg)
-    results = {}
-    for name in ("teacher", *(f"kd_{s}" for s in STAGES), "scratch"):
-        if (out / name / "result.json").exists():
-            results[name.removeprefix("kd_")] = json.loads((out / name / "result.json").read_text())
+    found = {key: out / run_folder(key) / "result.json" for key, _ in ROWS}
+    results = {key: json.loads(path.read_text()) for key, path in found.items() if path.exists()}
     return write_report(cfg, costs, budgets(cfg, costs), results)
