@@ -40,9 +40,25 @@ def test_a_truncated_nemo_is_not_a_trained_run(tmp_path):
     assert not trained(tmp_path)
 
 
-def _result(wer: float, parameters: int) -> dict:
+def test_scratch_configs_map_to_run_folders_and_a_bad_one_is_named():
+    from omegaconf import OmegaConf
+
+    from nemo_encrl.two_pass_bench.report import row_key, scratch_folders
+    from nemo_encrl.two_pass_bench.run import _scratch_overrides
+
+    cfg = OmegaConf.create({"scratch_configs": {"recipe": [], "lr2": ["model.optim.lr=2.0"], "bad": "model.optim.lr=2.0"}})
+    assert scratch_folders(cfg) == {"recipe": "scratch", "lr2": "scratch-lr2", "bad": "scratch-bad"}
+    assert scratch_folders(OmegaConf.create({})) == {"recipe": "scratch"}  # a profile without a sweep
+    assert [row_key(f) for f in ("kd_rnnt", "scratch", "scratch-lr2", "teacher")] == ["rnnt", "scratch", "scratch", "teacher"]
+    assert _scratch_overrides(cfg, "lr2") == ["model.optim.lr=2.0"] and _scratch_overrides(cfg, "recipe") == []
+    with pytest.raises(ValueError, match=r"scratch_configs.bad=model.optim.lr=2.0: give a list of Hydra overrides"):
+        _scratch_overrides(cfg, "bad")
+
+
+def _result(wer: float, parameters: int, dev: float = 0.5) -> dict:
     scores = {k: {"wer": wer} for k in ("first_pass_greedy", "two_pass", "oracle")}
-    return {**scores, "parameters": parameters, "nemo_mb": 1.0, "steps": 10, "rtf_first_pass": 0.01, "rtf_two_pass": 0.02}
+    return {**scores, "parameters": parameters, "nemo_mb": 1.0, "steps": 10, "rtf_first_pass": 0.01, "rtf_two_pass": 0.02,
+            "dev_wer_two_pass": dev}
 
 
 def test_report_only_shows_unfinished_runs_and_pending_targets(tmp_path, monkeypatch):
@@ -71,17 +87,30 @@ def test_report_only_shows_unfinished_runs_and_pending_targets(tmp_path, monkeyp
     assert "| student after stage 1 (RNN-T KD) | 2.00M | 33% | 1.0 MB | 10 | 120 | 50.00% | 50.00% |" in text
     # stage 2: 20 steps at 0.5 of a scratch step + the N-best of 1 h in 100 batches at 0.1 each
     assert "| student after stage 2 (rescorer KD) | - | - | - | 20 | 20 | not finished |" in text
-    assert "| same student from scratch, equal compute | - | - | - | 170 | 170 | not finished |" in text
+    assert "| same student from scratch, equal compute (best of the configs below) | - | - | - | 170 | 170 | not finished |" in text
     assert ("- Student two-pass WER within +10% relative of the teacher's: **pending** (student after stage 3 "
             "(deep finetuning): not finished).") in text  # fmt: skip
     assert "after stages 1 / 2 / 3): 50.00%; **pending**" in text and "**met**" not in text and "**missed**" not in text
-    for name, wer, params in (("kd_rescorer", 0.45, 2_000_000), ("kd_deep", 0.40, 2_000_000), ("scratch", 0.60, 2_000_000)):
+    for name, wer, params in (("kd_rescorer", 0.45, 2_000_000), ("kd_deep", 0.40, 2_000_000)):
         (out / name).mkdir()
         (out / name / "result.json").write_text(json.dumps(_result(wer, params)))
+    # the scratch sweep: the recipe as is is better on test but worse on dev; the baseline is chosen on dev,
+    # and only once every config is scored
+    (out / "scratch").mkdir()
+    (out / "scratch" / "result.json").write_text(json.dumps(_result(0.57, 2_000_000, dev=0.55)))
+    text = report_two_pass_bench(cfg).read_text()
+    assert "better than scratch at equal compute: **pending**" in text
+    assert "| reg_after2000 | `regularization_warmup_steps=2000` | scratch-reg_after2000 | not finished | - | - |  |" in text
+    (out / "scratch-reg_after2000").mkdir()
+    (out / "scratch-reg_after2000" / "result.json").write_text(json.dumps(_result(0.58, 2_000_000, dev=0.50)))
     text = report_two_pass_bench(cfg).read_text()
     assert "partial" not in text and "pending" not in text and "not finished" not in text
     assert "within +10% relative of the teacher's: 40.00% vs 30.00%, **missed**" in text
-    assert "better than scratch at equal compute: 40.00% vs 60.00%, **met**" in text
+    assert "better than scratch at equal compute: 40.00% vs 58.00%, **met**" in text
+    assert "| same student from scratch, equal compute (`reg_after2000`, chosen on dev) | 2.00M |" in text
+    assert "| recipe | none (the recipe as is) | scratch | 55.00% | 57.00% | 57.00% |  |" in text
+    assert "| reg_after2000 | `regularization_warmup_steps=2000` | scratch-reg_after2000 | 50.00% | 58.00% | 58.00% | yes |" in text
+    assert "the sweep cost 2 x that" in text
     assert "≤ 45% of the teacher's parameters: 33%, **met**" in text
 
 
@@ -107,6 +136,7 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
     costs = json.loads((out / "cost.json").read_text())["ms"]
     assert set(costs) == {"scratch", "rnnt", "rescorer", "deep", "nbest_decode"} and min(costs.values()) > 0
     scratch = json.loads((out / "scratch" / "result.json").read_text())
+    assert json.loads((out / "scratch-reg_after2000" / "result.json").read_text())["steps"] == scratch["steps"]
     stages = 3 * (costs["rnnt"] + costs["rescorer"] + costs["deep"]) / costs["scratch"]
     assert scratch["steps"] >= round(stages)  # plus the N-best decoding of the train split
     for name in ("teacher", "kd_rnnt", "kd_rescorer", "kd_deep", "scratch"):
@@ -117,13 +147,14 @@ def test_tiny_two_pass_bench(tiny_two_pass_nemo, tiny_corpus, tmp_path, monkeypa
         (out / "teacher" / "result.json").read_text())["parameters"]
     text = report.read_text()
     printed = capsys.readouterr().out
-    assert "[two-pass bench 4/4]" in printed
-    for name in ("kd_rnnt", "kd_rescorer", "kd_deep", "scratch"):  # each trained in its own process
+    assert "[two-pass bench 5/5]" in printed
+    for name in ("kd_rnnt", "kd_rescorer", "kd_deep", "scratch", "scratch-reg_after2000"):  # each in its own process
         assert "Trainer.fit" in (out / name / "log.txt").read_text()
     assert "| student after stage 2 (rescorer KD) |" in text and "## Targets" in text and "equal compute" in text
     for label in ("after stage 1 (RNN-T KD)", "after stage 2 (rescorer KD)", "after stage 3 (deep finetuning)",
-                  "from scratch, equal compute"):  # fmt: skip
-        assert text.count(f" {label} | ") == 2  # the results table and the training table (its dev curve)
+                  "from scratch, equal compute: `recipe`", "from scratch, equal compute: `reg_after2000`"):  # fmt: skip
+        assert text.count(f" {label} | ") == (2 if "stage" in label else 1)  # results and dev-curve tables
+    assert "| same student from scratch, equal compute (`" in text and "## Scratch baseline: configs chosen on dev" in text
     capsys.readouterr()
     run_two_pass_bench(cfg)  # the same command again: nothing is trained twice
-    assert capsys.readouterr().out.count("done before, skipped") == 5
+    assert capsys.readouterr().out.count("done before, skipped") == 6

@@ -17,6 +17,26 @@ def run_folder(key: str) -> str:
     return key if key in ("teacher", "scratch") else f"kd_{key}"
 
 
+def row_key(folder: str) -> str:
+    """A run folder's row: kd_<stage> -> <stage>, every scratch config's folder -> scratch."""
+    return "scratch" if folder.startswith("scratch") else folder.removeprefix("kd_")
+
+
+def scratch_folders(cfg: DictConfig) -> dict[str, str]:
+    """Each of `scratch_configs` -> its run folder: `scratch` for the first (the bench's one scratch run before
+    it had a sweep, so its runs stay valid), `scratch-<name>` for the others."""
+    names = list(cfg.get("scratch_configs") or {"recipe": None})
+    return {name: "scratch" if i == 0 else f"scratch-{name}" for i, name in enumerate(names)}
+
+
+def choose_scratch(sweep: dict[str, dict | None]) -> str | None:
+    """The scratch config with the lowest dev two-pass WER, once every config is scored (None before: a choice
+    among some of them could change)."""
+    if not sweep or any(r is None for r in sweep.values()):
+        return None
+    return min(sweep, key=lambda name: sweep[name]["dev_wer_two_pass"])
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -32,17 +52,22 @@ def _curve_points(points: list[dict]) -> list[dict]:
     return [points[i] for i in sorted({0, n // 2, n - 3, n - 2, n - 1} & set(range(n)))]
 
 
-def training_lines(out_dir: Path) -> list[str]:
+def training_lines(out_dir: Path, scratch: dict[str, str] | None = None) -> list[str]:
     """Each trained run's dev curve (greedy first-pass WER, and the attention loss that the rescorer stage
-    trains) and wall-clock, from its curve.json: whether it was still improving when its budget ended."""
+    trains) and wall-clock, from its curve.json: whether it was still improving when its budget ended.
+    `scratch`: scratch config -> run folder, a row each when there are several."""
     lines = ["## Training on dev", "",
              "Greedy first-pass WER and attention (rescorer) loss on dev at chosen validations (step: value); "
              "wall-clock of the whole run on the machine above.", "",
              "| model | validations | dev first-pass WER | dev attention loss | wall-clock |", "|---|---|---|---|---|"]  # fmt: skip
     from nemo_encrl.bench.run import curve
 
-    for key, label in ROWS[1:]:
-        points = curve(out_dir / run_folder(key) / "runs")
+    runs = [(label, run_folder(key)) for key, label in ROWS[1:-1]]
+    scratch = scratch or {"recipe": "scratch"}
+    label = ROWS[-1][1]
+    runs += [(label if len(scratch) == 1 else f"{label}: `{name}`", folder) for name, folder in scratch.items()]
+    for label, folder in runs:
+        points = curve(out_dir / folder / "runs")
         if not points:
             continue
         shown = _curve_points(points)
@@ -94,9 +119,30 @@ def target_lines(results: dict) -> list[str]:
     return lines
 
 
-def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Path:
-    """`results`: result.json by row key; a run missing from it (not finished) gets a row saying so, and the
-    targets that need it are pending."""
+def sweep_lines(cfg: DictConfig, sweep: dict[str, dict | None], chosen: str | None, steps: int) -> list[str]:
+    """The scratch configs side by side, each at the full scratch budget; the baseline is chosen on dev."""
+    folders = scratch_folders(cfg)
+    lines = ["## Scratch baseline: configs chosen on dev", "",
+             f"Each config trains the scratch student for the full {steps} steps (the sweep cost {len(sweep)} x that); "
+             "the one with the lowest dev two-pass WER is the baseline above.", "",
+             "| config | overrides | run folder | dev two-pass WER | test first-pass WER | test two-pass WER | chosen |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name, r in sweep.items():
+        overrides = ", ".join(f"`{o}`" for o in (cfg.get("scratch_configs") or {}).get(name) or []) or "none (the recipe as is)"
+        scores = (f"{_pct(r['dev_wer_two_pass'])} | {_pct(r['first_pass_greedy']['wer'])} | {_pct(r['two_pass']['wer'])}"
+                  if r else "not finished | - | -")  # fmt: skip
+        lines.append(f"| {name} | {overrides} | {folders[name]} | {scores} | {'yes' if name == chosen else ''} |")
+    return lines + [""]
+
+
+def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict, sweep: dict[str, dict | None]) -> Path:
+    """`results`: result.json by row key (the stages', the teacher's); `sweep`: each scratch config's result.json
+    or None. A run missing (not finished) gets a row saying so, and the targets that need it are pending."""
+    chosen = choose_scratch(sweep)
+    results = {**results, **({"scratch": sweep[chosen]} if chosen else {})}
+    rows = [(key, label) for key, label in ROWS]
+    if len(sweep) > 1:
+        rows[-1] = ("scratch", f"{ROWS[-1][1]} ({f'`{chosen}`, chosen on dev' if chosen else 'best of the configs below'})")
     finished = all(key in results for key, _ in ROWS)
     lines = [
         f"# Two-pass distillation: {cfg.name} profile" + ("" if finished else " (not finished: partial report)"),
@@ -108,7 +154,7 @@ def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Pat
         "| model | parameters | of teacher | .nemo | steps | compute (scratch steps) | first pass WER | two-pass WER | "
         "N-best oracle | RTF first pass | RTF two-pass |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
-        *(_row(key, label, results.get(key), results.get("teacher"), plan) for key, label in ROWS),
+        *(_row(key, label, results.get(key), results.get("teacher"), plan) for key, label in rows),
         "",
         "Step costs (ms per step, same batches): "
         + ", ".join(f"{k} {v}" for k, v in costs["ms"].items())
@@ -119,7 +165,8 @@ def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict) -> Pat
         "",
         *target_lines(results),
         "",
-        *training_lines(Path(cfg.out_dir)),
+        *(sweep_lines(cfg, sweep, chosen, plan["steps"]["scratch"]) if len(sweep) > 1 else []),
+        *training_lines(Path(cfg.out_dir), scratch_folders(cfg)),
     ]
     out = Path(cfg.report)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 Budgets are optimizer steps. Each stage's step is charged at its measured cost relative to a step of the
 scratch student (same batches, one process; the rescorer stage's one-time N-best decoding of the train set
 is charged too), and the scratch student gets the steps that make its compute equal to the three stages'.
+The scratch student is trained under each of `scratch_configs` (learning rate, regularisation onset, ...)
+at that budget, and the one with the lowest dev two-pass WER is the baseline, as the EncRL bench chooses its.
 Every run resumes from its last checkpoint and is reused only under the settings it was made with.
 """
 
@@ -18,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemo_encrl.bench.run import corpus_dir
 from nemo_encrl.config import load_config
 from nemo_encrl.models.two_pass_kd import STAGES
+from nemo_encrl.two_pass_bench.report import row_key, scratch_folders
 
 
 def _data(cfg: DictConfig, folder: Path, steps: int) -> list[str]:
@@ -39,10 +42,11 @@ def stage_config(cfg: DictConfig, stage: str, steps: int, folder: Path, init: Pa
     ])  # fmt: skip
 
 
-def scratch_config(cfg: DictConfig, steps: int, folder: Path) -> DictConfig:
-    """The student's architecture (kd_rnnt's) trained with the two-pass recipe alone: no teacher, no init."""
+def scratch_config(cfg: DictConfig, steps: int, folder: Path, config: list[str] = ()) -> DictConfig:
+    """The student's architecture (kd_rnnt's) trained with the two-pass recipe alone: no teacher, no init;
+    `config`: one of `scratch_configs`' override lists."""
     run = load_config("two_pass", "kd_rnnt", [*_data(cfg, folder, steps), *cfg.get("student_overrides", []),
-                                              *cfg.get("scratch_overrides", [])])  # fmt: skip
+                                              *cfg.get("scratch_overrides", []), *config])  # fmt: skip
     with open_dict(run):
         run.tokenizer_from = str(cfg.teacher)
         run.model.pop("kd")
@@ -155,6 +159,14 @@ def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
     return report
 
 
+def _scratch_overrides(cfg: DictConfig, name: str) -> list[str]:
+    """One scratch config's overrides, checked: a list of key=value strings."""
+    overrides = (cfg.get("scratch_configs") or {}).get(name) or []
+    if isinstance(overrides, str) or not all(isinstance(o, str) and "=" in o for o in overrides):
+        raise ValueError(f"scratch_configs.{name}={overrides}: give a list of Hydra overrides, e.g. [model.optim.lr=0.5]")
+    return list(overrides)
+
+
 def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
     """The trained runs by folder name, in the order they depend on each other (each stage starts from the
     previous stage's .nemo): (steps, init .nemo or None, config(folder), train(folder) -> .nemo)."""
@@ -167,8 +179,10 @@ def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
         runs[f"kd_{stage}"] = (steps, init, config, lambda folder, c=config: fit_two_pass_kd(c(folder)))
         init = str(Path(cfg.out_dir) / f"kd_{stage}" / "model.nemo")
     steps = plan["steps"]["scratch"]
-    config = lambda folder: scratch_config(cfg, steps, folder)  # noqa: E731
-    runs["scratch"] = (steps, None, config, lambda folder: fit_two_pass(config(folder)))
+    for name, folder_name in scratch_folders(cfg).items():
+        overrides = _scratch_overrides(cfg, name)
+        config = lambda folder, o=overrides: scratch_config(cfg, steps, folder, o)  # noqa: E731
+        runs[folder_name] = (steps, None, config, lambda folder, c=config: fit_two_pass(c(folder)))
     return runs
 
 
@@ -253,6 +267,8 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     their own processes when more than one; then each run scored, one at a time; the report."""
     from nemo_encrl.two_pass_bench.report import write_report
 
+    for name in scratch_folders(cfg):  # a bad scratch config stops before the step costs are measured
+        _scratch_overrides(cfg, name)
     costs = _costs(cfg)
     plan = budgets(cfg, costs)
     results = {"teacher": _run(cfg, "teacher", 0, None, None)}
@@ -264,11 +280,11 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
 
         done = {n for n in unscored if trained(out / n)}
         deps = {f"kd_{b}": {f"kd_{a}"} for a, b in zip(STAGES, STAGES[1:])}  # scratch starts beside stage 1
-        units = {n: plan["units"][n.removeprefix("kd_")] for n in unscored}
+        units = {n: plan["units"][row_key(n)] for n in unscored}
         run_wave(cfg, unscored, "two-pass bench", units, done=done, deps=deps, verb="two-pass-bench")
-    for name, (steps, init, config, train) in runs.items():
-        results[name.removeprefix("kd_")] = _run(cfg, name, steps, train, init, config)
-    return write_report(cfg, costs, plan, results)
+    scored = {name: _run(cfg, name, steps, train, init, config) for name, (steps, init, config, train) in runs.items()}
+    results.update({row_key(name): r for name, r in scored.items() if not name.startswith("scratch")})
+    return write_report(cfg, costs, plan, results, {c: scored[f] for c, f in scratch_folders(cfg).items()})
 
 
 def report_two_pass_bench(cfg: DictConfig) -> Path:
@@ -280,6 +296,11 @@ def report_two_pass_bench(cfg: DictConfig) -> Path:
     if not (out / "cost.json").exists():
         raise FileNotFoundError(f"{out}/cost.json: out_dir={out} holds no two-pass bench to report on")
     costs = _costs(cfg)
-    found = {key: out / run_folder(key) / "result.json" for key, _ in ROWS}
-    results = {key: json.loads(path.read_text()) for key, path in found.items() if path.exists()}
-    return write_report(cfg, costs, budgets(cfg, costs), results)
+
+    def scored(folder: str) -> dict | None:
+        path = out / folder / "result.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    results = {key: r for key, _ in ROWS if key != "scratch" and (r := scored(run_folder(key)))}
+    sweep = {config: scored(folder) for config, folder in scratch_folders(cfg).items()}
+    return write_report(cfg, costs, budgets(cfg, costs), results, sweep)
