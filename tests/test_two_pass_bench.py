@@ -43,16 +43,15 @@ def test_a_truncated_nemo_is_not_a_trained_run(tmp_path):
 def test_scratch_configs_map_to_run_folders_and_a_bad_one_is_named():
     from omegaconf import OmegaConf
 
-    from nemo_encrl.two_pass_bench.report import row_key, scratch_folders
-    from nemo_encrl.two_pass_bench.run import _scratch_overrides
+    from nemo_encrl.two_pass_bench.report import row_key, scratch_folders, scratch_overrides
 
     cfg = OmegaConf.create({"scratch_configs": {"recipe": [], "lr2": ["model.optim.lr=2.0"], "bad": "model.optim.lr=2.0"}})
     assert scratch_folders(cfg) == {"recipe": "scratch", "lr2": "scratch-lr2", "bad": "scratch-bad"}
     assert scratch_folders(OmegaConf.create({})) == {"recipe": "scratch"}  # a profile without a sweep
     assert [row_key(f) for f in ("kd_rnnt", "scratch", "scratch-lr2", "teacher")] == ["rnnt", "scratch", "scratch", "teacher"]
-    assert _scratch_overrides(cfg, "lr2") == ["model.optim.lr=2.0"] and _scratch_overrides(cfg, "recipe") == []
+    assert scratch_overrides(cfg, "lr2") == ["model.optim.lr=2.0"] and scratch_overrides(cfg, "recipe") == []
     with pytest.raises(ValueError, match=r"scratch_configs.bad=model.optim.lr=2.0: give a list of Hydra overrides"):
-        _scratch_overrides(cfg, "bad")
+        scratch_overrides(cfg, "bad")
 
 
 def _result(wer: float, parameters: int, dev: float = 0.5) -> dict:

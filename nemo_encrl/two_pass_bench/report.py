@@ -29,6 +29,14 @@ def scratch_folders(cfg: DictConfig) -> dict[str, str]:
     return {name: "scratch" if i == 0 else f"scratch-{name}" for i, name in enumerate(names)}
 
 
+def scratch_overrides(cfg: DictConfig, name: str) -> list[str]:
+    """One scratch config's overrides, checked: a list of key=value strings."""
+    overrides = (cfg.get("scratch_configs") or {}).get(name) or []
+    if isinstance(overrides, str) or not all(isinstance(o, str) and "=" in o for o in overrides):
+        raise ValueError(f"scratch_configs.{name}={overrides}: give a list of Hydra overrides, e.g. [model.optim.lr=0.5]")
+    return list(overrides)
+
+
 def choose_scratch(sweep: dict[str, dict | None]) -> str | None:
     """The scratch config with the lowest dev two-pass WER, once every config is scored (None before: a choice
     among some of them could change)."""
@@ -128,7 +136,7 @@ def sweep_lines(cfg: DictConfig, sweep: dict[str, dict | None], chosen: str | No
              "| config | overrides | run folder | dev two-pass WER | test first-pass WER | test two-pass WER | chosen |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in sweep.items():
-        overrides = ", ".join(f"`{o}`" for o in (cfg.get("scratch_configs") or {}).get(name) or []) or "none (the recipe as is)"
+        overrides = ", ".join(f"`{o}`" for o in scratch_overrides(cfg, name)) or "none (the recipe as is)"
         scores = (f"{_pct(r['dev_wer_two_pass'])} | {_pct(r['first_pass_greedy']['wer'])} | {_pct(r['two_pass']['wer'])}"
                   if r else "not finished | - | -")  # fmt: skip
         lines.append(f"| {name} | {overrides} | {folders[name]} | {scores} | {'yes' if name == chosen else ''} |")
@@ -140,7 +148,7 @@ def write_report(cfg: DictConfig, costs: dict, plan: dict, results: dict, sweep:
     or None. A run missing (not finished) gets a row saying so, and the targets that need it are pending."""
     chosen = choose_scratch(sweep)
     results = {**results, **({"scratch": sweep[chosen]} if chosen else {})}
-    rows = [(key, label) for key, label in ROWS]
+    rows = list(ROWS)
     if len(sweep) > 1:
         rows[-1] = ("scratch", f"{ROWS[-1][1]} ({f'`{chosen}`, chosen on dev' if chosen else 'best of the configs below'})")
     finished = all(key in results for key, _ in ROWS)

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from nemo_encrl.bench.run import corpus_dir
 from nemo_encrl.config import load_config
 from nemo_encrl.models.two_pass_kd import STAGES
-from nemo_encrl.two_pass_bench.report import row_key, scratch_folders
+from nemo_encrl.two_pass_bench.report import row_key, scratch_folders, scratch_overrides
 
 
 def _data(cfg: DictConfig, folder: Path, steps: int) -> list[str]:
@@ -159,14 +159,6 @@ def score(cfg: DictConfig, nemo: str, folder: Path) -> dict:
     return report
 
 
-def _scratch_overrides(cfg: DictConfig, name: str) -> list[str]:
-    """One scratch config's overrides, checked: a list of key=value strings."""
-    overrides = (cfg.get("scratch_configs") or {}).get(name) or []
-    if isinstance(overrides, str) or not all(isinstance(o, str) and "=" in o for o in overrides):
-        raise ValueError(f"scratch_configs.{name}={overrides}: give a list of Hydra overrides, e.g. [model.optim.lr=0.5]")
-    return list(overrides)
-
-
 def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
     """The trained runs by folder name, in the order they depend on each other (each stage starts from the
     previous stage's .nemo): (steps, init .nemo or None, config(folder), train(folder) -> .nemo)."""
@@ -180,7 +172,7 @@ def _runs(cfg: DictConfig, plan: dict) -> dict[str, tuple]:
         init = str(Path(cfg.out_dir) / f"kd_{stage}" / "model.nemo")
     steps = plan["steps"]["scratch"]
     for name, folder_name in scratch_folders(cfg).items():
-        overrides = _scratch_overrides(cfg, name)
+        overrides = scratch_overrides(cfg, name)
         config = lambda folder, o=overrides: scratch_config(cfg, steps, folder, o)  # noqa: E731
         runs[folder_name] = (steps, None, config, lambda folder, c=config: fit_two_pass(c(folder)))
     return runs
@@ -268,7 +260,7 @@ def run_two_pass_bench(cfg: DictConfig) -> Path:
     from nemo_encrl.two_pass_bench.report import write_report
 
     for name in scratch_folders(cfg):  # a bad scratch config stops before the step costs are measured
-        _scratch_overrides(cfg, name)
+        scratch_overrides(cfg, name)
     costs = _costs(cfg)
     plan = budgets(cfg, costs)
     results = {"teacher": _run(cfg, "teacher", 0, None, None)}
