@@ -12,7 +12,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nemo_encrl.bench import accounting as acc
-from nemo_encrl.bench.budget import Costs, stage1_units
+from nemo_encrl.bench.budget import Costs, stage1_units, student_step_cost
+from nemo_encrl.bench.plan import stage1_losses, stage2_kl
 from nemo_encrl.bench.plots import write_plots
 from nemo_encrl.bench.run import curve, last_dev_wers
 
@@ -64,7 +65,7 @@ def _partner(r: dict, results: dict, chosen: str) -> dict | None:
 def summary_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
     base = f"scratch-{chosen}"
     lines = ["| data | depth | method | params | seeds | test WER (mean ± sd, min-max) | vs chosen scratch | "
-             "compute per student |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "compute per student: stage 1 shared | stage 1 whole |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     groups = _groups(results)
     for (data, depth, method), group in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], kv[0][2] != base, kv[0][2])):
         wers = [r["wer"] for r in group]
@@ -72,10 +73,12 @@ def summary_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) ->
         rel = "-"
         if ref and method != base:
             rel = relative_to(statistics.mean(wers), statistics.mean(r["wer"] for r in ref)) or "-"
-        units = statistics.mean(acc.total_units(cfg, costs, r, hours[data]) for r in group)
+        units, whole = (statistics.mean(acc.total_units(cfg, costs, r, hours[data], whole=w) for r in group)
+                        for w in (False, True))
         label = f"**{method}** (chosen)" if method == base else method
         lines.append(f"| {data} | L{depth} | {label} | {group[0]['parameters'] / 1e6:.2f}M | {len(group)} | "
-                     f"{_mean_spread(wers)} | {rel} | {units:.0f} units ({_hours(costs, units)}) |")  # fmt: skip
+                     f"{_mean_spread(wers)} | {rel} | {units:.0f} units ({_hours(costs, units)}) | "
+                     f"{f'{whole:.0f} units' if whole != units else '-'} |")  # fmt: skip
     return lines
 
 
@@ -91,10 +94,13 @@ def _hours(costs: Costs, units: float) -> str:
     return f"{units * costs.unit_ms / 3.6e6:.2f} h" if costs.unit_ms else "-"
 
 
-def sweep_table(cfg, results: dict, chosen: str) -> list[str]:
+def sweep_table(cfg, costs: Costs, results: dict, chosen: str) -> list[str]:
     at = cfg.scratch.sweep_at
+    n, units = len(cfg.scratch.configs), int(cfg.steps) * costs.ctc[int(at.depth)]
     lines = [f"Chosen on dev at data `{at.data}`, depth {at.depth}, seed {at.seed}: the lowest mean dev WER over the "
-             "last three validations. The sweep cost " + f"{len(cfg.scratch.configs)} x {cfg.steps} CTC steps.", "",
+             f"last three validations. The sweep cost {n} x {cfg.steps} CTC steps ({n * units:.0f} units, "
+             f"{_hours(costs, n * units)}); the winner's run is also the seed-{at.seed} scratch partner at L{at.depth}, "
+             f"so {n - 1} x {cfg.steps} steps ({(n - 1) * units:.0f} units) of it are spent on choosing.", "",
              "| config | lr | regularisation | last 3 dev WERs | mean | test WER | chosen |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, config in cfg.scratch.configs.items():
         r = results.get(f"scratch-{name}_{at.data}_L{at.depth}_s{at.seed}")
@@ -109,36 +115,86 @@ def sweep_table(cfg, results: dict, chosen: str) -> list[str]:
 
 
 def _reach(cfg, costs: Costs, r: dict, results: dict, hours: dict, chosen: str) -> dict | None:
-    """The student against its scratch partner's best dev WER: the target, scratch's total compute, and the
-    student's compute when it first got there (stage 1 shared / whole; None: never). None without a partner."""
+    """The student against its scratch partner's best dev WER: the target, scratch's total compute, the
+    student's compute when it first got there (stage 1 shared / whole; None: never), and at its first
+    validation (`first`: no reading can come earlier; its stage-1 share is spent before it). None without
+    a partner."""
     scratch = _partner(r, results, chosen)
     points = [p["val_wer"] for p in (scratch or {}).get("curve", []) if "val_wer" in p]
-    if not scratch or not points:
+    shared = acc.compute_curve(cfg, costs, r, hours[r["data"]])
+    if not scratch or not points or not shared:
         return None
     target, h = min(points), hours[r["data"]]
-    return {"target": target, "full": acc.total_units(cfg, costs, scratch, h),
-            "shared": acc.units_to_reach(acc.compute_curve(cfg, costs, r, h), target),
+    return {"target": target, "full": acc.total_units(cfg, costs, scratch, h), "first": shared[0][0],
+            "shared": acc.units_to_reach(shared, target),
             "whole": acc.units_to_reach(acc.compute_curve(cfg, costs, r, h, whole=True), target)}  # fmt: skip
 
 
 def reach_table(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[str]:
     lines = ["| student | scratch's best dev WER | scratch compute | EncRL compute to reach it: stage 1 shared | "
-             "stage 1 whole | fraction (shared / whole) |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "stage 1 whole | fraction (shared / whole) | earliest reading (shared) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
         if not (v := _reach(cfg, costs, r, results, hours, chosen)):
             continue
         target, full, shared, whole = v["target"], v["full"], v["shared"], v["whole"]
         frac = " / ".join(f"{u / full:.2f}" if u else "not reached" for u in (shared, whole))
         lines.append(f"| {name} | {pct(target)} | {full:.0f} | {f'{shared:.0f}' if shared else 'not reached'} | "
-                     f"{f'{whole:.0f}' if whole else 'not reached'} | {frac} |")  # fmt: skip
+                     f"{f'{whole:.0f}' if whole else 'not reached'} | {frac} | {v['first'] / full:.2f} |")  # fmt: skip
     return lines
+
+
+def trend(wers: list[float]) -> str:
+    """The last three dev WERs read as a plateau or not: the change from the first to the last of them."""
+    if len(wers) < 3:
+        return "-"
+    change = 100 * (wers[-1] - wers[0])
+    word = "falling" if change <= -1 else "rising" if change >= 1 else "flat"
+    return f"{change:+.1f} points, {word}"
 
 
 def convergence_table(results: dict) -> list[str]:
-    lines = ["| run | steps | dev WER at the last three validations |", "|---|---|---|"]
+    lines = ["| run | steps | dev WER at the last three validations | change over them | training wall-clock |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for name, r in results.items():
-        lines.append(f"| {name} | {r['steps']} | {', '.join(pct(w) for w in last_dev_wers(r['curve']))} |")
+        wers, seconds = last_dev_wers(r["curve"]), r.get("train_seconds")
+        lines.append(f"| {name} | {r['steps']} | {', '.join(pct(w) for w in wers)} | {trend(wers)} | "
+                     f"{f'{seconds / 60:.0f} min' if seconds else '-'} |")  # fmt: skip
     return lines
+
+
+def _dev_score(r: dict) -> float | None:
+    wers = last_dev_wers(r["curve"])
+    return statistics.mean(wers) if wers else None
+
+
+def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
+    """The default recipe, chosen on dev: the students of every recipe on the main family's data, at the
+    depths every recipe trained; a recipe's score is the mean over those students of their mean dev WER at
+    the last three validations. Test WER beside it, never used to choose. None until all have finished."""
+    data = cfg.families[0].data
+    planned = [j for j in jobs if j.kind == "encrl" and not j.repeat and j.data == data]
+    recipes = list(dict.fromkeys(j.recipe for j in planned))
+    depths = [d for d in dict.fromkeys(j.depth for j in planned)
+              if all(any(j.depth == d and j.recipe == rec for j in planned) for rec in recipes)]
+    runs = {rec: [results[j.name] for j in planned if j.recipe == rec and j.depth in depths and j.name in results]
+            for rec in recipes}  # fmt: skip
+    scores = {rec: statistics.mean(devs) for rec, rs in runs.items() if (devs := [d for r in rs if (d := _dev_score(r)) is not None])}
+    leader = min(scores, key=scores.get) if scores else None
+    done = all(j.name in results for j in planned if j.depth in depths)
+    lines = [(f"Chosen on dev on `{data}` at depths {depths}: **{leader}**." if done and leader else
+              f"Not all of these students have finished: no choice yet ({leader or 'none'} leads so far)."), "",
+             "| recipe | stage-1 losses | stage-2 KL | depth | seeds | dev WER (mean of the last three) | test WER | chosen |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for rec in recipes:
+        losses = ", ".join(f"{k} {v}" for k, v in stage1_losses(cfg, rec).items()) or "the config's"
+        for depth in depths:
+            at = [r for r in runs[rec] if r["depth"] == depth]
+            dev = [d for r in at if (d := _dev_score(r)) is not None]
+            if at:
+                lines.append(f"| {rec} | {losses} | {stage2_kl(cfg, rec) or '-'} | L{depth} | {len(at)} | "
+                             f"{_mean_spread(dev) if dev else '-'} | {_mean_spread([r['wer'] for r in at])} | "
+                             f"{'yes' if done and rec == leader else ''} |")  # fmt: skip
+    return (leader if done else None), lines
 
 
 def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
@@ -159,6 +215,35 @@ def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
             cells.append(f"{e:.1f} ep: {pct(w)} (scratch: {f'{s:.1f} ep' if s is not None else 'never'})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _step_kind(cfg, costs: Costs, r: dict) -> tuple[str, float]:
+    """The kind of training step a finished run took, and its measured cost in units."""
+    if r["kind"] == "stage1":
+        cached = bool(cfg.data[r["data"]].get("teacher_cache"))
+        return (f"stage 1, {'teacher cache' if cached else 'teacher online'}",
+                costs.stage1_cached if cached else costs.stage1_online)  # fmt: skip
+    kl = stage2_kl(cfg, r.get("recipe"))
+    return (f"{'CTC + KL' if kl else 'CTC'} L{r['depth']}", student_step_cost(cfg, costs, r.get("recipe"), r["depth"]))
+
+
+def wallclock_table(cfg, costs: Costs, jobs) -> tuple[list[str], float]:
+    """Seconds a training step took, per kind of step, against the measured step costs the budgets use;
+    and the bench's training hours in all. Wall-clock includes validation and the other worker's load."""
+    out, kinds, total = Path(cfg.out_dir), {}, 0.0
+    for job in jobs:
+        path = out / job.name / "result.json"
+        if path.exists() and (r := json.loads(path.read_text())).get("train_seconds"):
+            total += r["train_seconds"]
+            kind, cost = _step_kind(cfg, costs, r)
+            kinds.setdefault(kind, (cost, []))[1].append(r["train_seconds"] / r["steps"])
+    unit = statistics.mean(kinds[f"CTC L{cfg.student.n_layers}"][1]) if f"CTC L{cfg.student.n_layers}" in kinds else None
+    lines = ["| step | runs | seconds a step (training wall-clock / steps) | relative to a full-depth CTC step | "
+             "measured cost (budgets) |", "|---|---|---|---|---|"]  # fmt: skip
+    for kind, (cost, per_step) in sorted(kinds.items()):
+        sec = statistics.mean(per_step)
+        lines.append(f"| {kind} | {len(per_step)} | {sec:.2f} | {f'{sec / unit:.2f}' if unit else '-'} | {cost:.2f} |")
+    return lines, total / 3600
 
 
 def speed_table(cfg, teacher: dict, results: dict) -> list[str]:
@@ -195,7 +280,8 @@ def targets(cfg, costs: Costs, results: dict, hours: dict, chosen: str) -> list[
             continue
         frac = v["shared"] / v["full"] if v["shared"] else None
         lines.append(f"| {name}: reaches scratch's best dev WER within <= 1/5 of scratch's compute | "
-                     f"{f'{frac:.2f}' if frac else 'not reached'} | {'yes' if frac and frac <= 0.2 else 'no'} |")  # fmt: skip
+                     f"{f'{frac:.2f}' if frac else 'not reached'} (its first dev reading comes at "
+                     f"{v['first'] / v['full']:.2f}) | {'yes' if frac and frac <= 0.2 else 'no'} |")  # fmt: skip
     return lines
 
 
@@ -214,6 +300,7 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
                      else ", stage 1 runs the teacher") for k, d in cfg.data.items()
                   if any(job.data == k for job in jobs)]  # fmt: skip
     md = [f"# Benchmark `{cfg.name}`: EncRL students against a regularised scratch baseline at equal compute", "",
+          *([f"**{cfg.caveat}**", ""] if cfg.get("caveat") else []),
           f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}; runs finished: {len(results)} students.",
           f"- Teacher `{cfg.teacher}`: {teacher['parameters'] / 1e6:.2f}M parameters, test WER {pct(teacher['wer'])}.",
           "- Data settings: " + "; ".join(data_lines) + f". Dev and test: corpus `{cfg.eval_corpus}`.",
@@ -230,10 +317,12 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
           + ", ".join(f"`{k}` {stage1_units(cfg, costs, k, hours[k]):.0f} units" for k in dict.fromkeys(f.data for f in cfg.families))
           + ".", f"- Dev WER every {cfg.validate_every} steps. Wall-clock is reported, not budgeted.", ""]  # fmt: skip
     md += ["## Summary: test WER at equal compute", ""] + summary_table(cfg, costs, results, hours, chosen)
+    recipe, recipe_lines = recipe_choice(cfg, jobs, results)
+    md += ["", "## Default recipe: chosen on dev", ""] + recipe_lines
     md += ["", "## Scratch baseline: learning rate and regularisation, chosen on dev", ""]
     if provisional:
         md += [f"**The sweep has not finished: `{chosen}` is only the provisional choice.**", ""]
-    md += sweep_table(cfg, results, chosen)
+    md += sweep_table(cfg, costs, results, chosen)
     md += ["", "## Compute to reach scratch's best dev WER", "",
            "Stage 1 shared: the student carries its share of the family's stage 1 (how the budgets are set). Stage 1 "
            "whole: the student carries all of it, as if it were the family's only student.", ""]
@@ -244,11 +333,20 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
            "data, depth and seed) needed for the same dev WER.", ""]
     md += epoch_points(results, hours, chosen)
     md += ["", "## Size and speed", ""] + speed_table(cfg, teacher, results)
+    wall, hours_all = wallclock_table(cfg, costs, jobs)
+    md += ["", "## Wall-clock (reported, never budgeted)", "",
+           f"The runs' training wall-clock adds up to {hours_all:.1f} h ({cfg.get('workers', 1)} jobs ran at a time). Per kind of "
+           "step, against the step costs the budgets use (measured once, on their own, before training; the "
+           "wall-clock includes validation and sharing the CPU with the other jobs):", "", *wall]  # fmt: skip
     lines, gap = repeat_table(results, repeats)
     if repeats:
         md += ["", "## The same command twice", "", "The `repeat:` runs: identical settings (seed, steps, data), trained "
                "again in their own folders.", "", *lines]  # fmt: skip
     md += ["", "## Targets", ""] + targets(cfg, costs, results, hours, chosen)
+    main = cfg.families[0].recipe
+    md.append(f"| the default recipe is chosen by measurement (dev WER) | "
+              f"{f'{recipe} chosen; the main comparison uses {main}' if recipe else 'not all recipes finished'} | "
+              f"{'yes' if recipe == main else 'no' if recipe else '-'} |")  # fmt: skip
     if gap is not None:
         md.append(f"| same command twice: test WERs within 1 point | largest gap {100 * gap:.1f} points | "
                   f"{'yes' if gap <= 0.01 else 'no'} |")
