@@ -299,7 +299,7 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
                   + (", stage 1 reads a teacher cache (its build charged to each family)" if d.get("teacher_cache")
                      else ", stage 1 runs the teacher") for k, d in cfg.data.items()
                   if any(job.data == k for job in jobs)]  # fmt: skip
-    md = [f"# Benchmark `{cfg.name}`: EncRL students against a regularised scratch baseline at equal compute", "",
+    md = [f"# Benchmark `{cfg.name}`: EncRL students against a scratch baseline chosen on dev, at equal compute", "",
           *([f"**{cfg.caveat}**", ""] if cfg.get("caveat") else []),
           f"- Command: `{cfg.command}`", f"- Date: {time.strftime('%Y-%m-%d')}; runs finished: {len(results)} students.",
           f"- Teacher `{cfg.teacher}`: {teacher['parameters'] / 1e6:.2f}M parameters, test WER {pct(teacher['wer'])}.",
