@@ -12,10 +12,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from nemo_encrl.bench import accounting as acc
-from nemo_encrl.bench.budget import Costs, stage1_units, student_step_cost
+from nemo_encrl.bench.budget import Costs, stage1_step_cost, stage1_units, student_step_cost
 from nemo_encrl.bench.plan import stage1_losses, stage2_kl
 from nemo_encrl.bench.plots import write_plots
-from nemo_encrl.bench.run import curve, last_dev_wers
+from nemo_encrl.bench.run import curve, dev_score, last_dev_wers
 
 pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
 
@@ -108,9 +108,9 @@ def sweep_table(cfg, costs: Costs, results: dict, chosen: str) -> list[str]:
             continue
         after = config.get("regularize_after")
         reg = "off" if after is None else f"on after {after} steps"
-        wers = last_dev_wers(r["curve"])
+        wers, score = last_dev_wers(r["curve"]), dev_score(r["curve"])
         lines.append(f"| {name} | {config.lr} | {reg} | {', '.join(pct(w) for w in wers)} | "
-                     f"{pct(statistics.mean(wers)) if wers else '-'} | {pct(r['wer'])} | {'yes' if name == chosen else ''} |")  # fmt: skip
+                     f"{'-' if score is None else pct(score)} | {pct(r['wer'])} | {'yes' if name == chosen else ''} |")  # fmt: skip
     return lines
 
 
@@ -162,11 +162,6 @@ def convergence_table(results: dict) -> list[str]:
     return lines
 
 
-def _dev_score(r: dict) -> float | None:
-    wers = last_dev_wers(r["curve"])
-    return statistics.mean(wers) if wers else None
-
-
 def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
     """The default recipe, chosen on dev: the students of every recipe on the main family's data, at the
     depths every recipe trained; a recipe's score is the mean over those students of their mean dev WER at
@@ -178,7 +173,7 @@ def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
               if all(any(j.depth == d and j.recipe == rec for j in planned) for rec in recipes)]
     runs = {rec: [results[j.name] for j in planned if j.recipe == rec and j.depth in depths and j.name in results]
             for rec in recipes}  # fmt: skip
-    scores = {rec: statistics.mean(devs) for rec, rs in runs.items() if (devs := [d for r in rs if (d := _dev_score(r)) is not None])}
+    scores = {rec: statistics.mean(devs) for rec, rs in runs.items() if (devs := [d for r in rs if (d := dev_score(r["curve"])) is not None])}
     leader = min(scores, key=scores.get) if scores else None
     done = all(j.name in results for j in planned if j.depth in depths)
     lines = [(f"Chosen on dev on `{data}` at depths {depths}: **{leader}**." if done and leader else
@@ -189,7 +184,7 @@ def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
         losses = ", ".join(f"{k} {v}" for k, v in stage1_losses(cfg, rec).items()) or "the config's"
         for depth in depths:
             at = [r for r in runs[rec] if r["depth"] == depth]
-            dev = [d for r in at if (d := _dev_score(r)) is not None]
+            dev = [d for r in at if (d := dev_score(r["curve"])) is not None]
             if at:
                 lines.append(f"| {rec} | {losses} | {stage2_kl(cfg, rec) or '-'} | L{depth} | {len(at)} | "
                              f"{_mean_spread(dev) if dev else '-'} | {_mean_spread([r['wer'] for r in at])} | "
@@ -220,9 +215,8 @@ def epoch_points(results: dict, hours: dict, chosen: str) -> list[str]:
 def _step_kind(cfg, costs: Costs, r: dict) -> tuple[str, float]:
     """The kind of training step a finished run took, and its measured cost in units."""
     if r["kind"] == "stage1":
-        cached = bool(cfg.data[r["data"]].get("teacher_cache"))
-        return (f"stage 1, {'teacher cache' if cached else 'teacher online'}",
-                costs.stage1_cached if cached else costs.stage1_online)  # fmt: skip
+        cached = cfg.data[r["data"]].get("teacher_cache")
+        return f"stage 1, {'teacher cache' if cached else 'teacher online'}", stage1_step_cost(cfg, costs, r["data"])
     kl = stage2_kl(cfg, r.get("recipe"))
     return (f"{'CTC + KL' if kl else 'CTC'} L{r['depth']}", student_step_cost(cfg, costs, r.get("recipe"), r["depth"]))
 

@@ -101,13 +101,19 @@ def last_dev_wers(points: list[dict], n: int = 3) -> list[float]:
     return [p["val_wer"] for p in points if "val_wer" in p][-n:]
 
 
+def dev_score(points: list[dict]) -> float | None:
+    """How every choice on dev scores a run: its mean dev WER over the last three validations (None: none yet)."""
+    wers = last_dev_wers(points)
+    return statistics.mean(wers) if wers else None
+
+
 def choose_scratch(cfg: DictConfig, out: Path, record: bool = True) -> tuple[str, dict]:
     """The sweep's winner: the lowest mean dev WER over its last three validations. `record`: keep the
     choice in scratch_choice.json, which the students read (only once the sweep has finished)."""
     scores = {}
     for job in sweep_jobs(cfg):
-        wers = last_dev_wers(curve(out / job.name))
-        scores[job.config] = statistics.mean(wers) if wers else float("inf")
+        score = dev_score(curve(out / job.name))
+        scores[job.config] = float("inf") if score is None else score
     chosen = min(scores, key=scores.get)
     if record:
         (out / "scratch_choice.json").write_text(json.dumps({"chosen": chosen, "mean_last3_dev_wer": scores}, indent=1))
