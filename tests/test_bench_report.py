@@ -42,7 +42,7 @@ def _write(out, job, steps, wer, final, seconds_per_step=1.0):
 
 @pytest.fixture
 def bench(tmp_path):
-    cfg = load_config("bench", "cpu_long", [f"out_dir={tmp_path}/out", f"report={tmp_path}/docs/RESULTS.md", "command=test"])
+    cfg = load_config("bench", "cpu", [f"out_dir={tmp_path}/out", f"report={tmp_path}/docs/RESULTS.md", "command=test"])
     out = tmp_path / "out"
     (out / "teacher").mkdir(parents=True)
     (out / "teacher" / "result.json").write_text(json.dumps({"wer": 0.2, "parameters": 6e6, "nemo_mb": 24}))
