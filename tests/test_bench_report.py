@@ -42,7 +42,8 @@ def _write(out, job, steps, wer, final, seconds_per_step=1.0):
 
 @pytest.fixture
 def bench(tmp_path):
-    cfg = load_config("bench", "cpu", [f"out_dir={tmp_path}/out", f"report={tmp_path}/docs/RESULTS.md", "command=test"])
+    cfg = load_config("bench", "cpu", [f"out_dir={tmp_path}/out", f"report={tmp_path}/docs/RESULTS.md", "command=test",
+                                       "steps=3000"])
     out = tmp_path / "out"
     (out / "teacher").mkdir(parents=True)
     (out / "teacher" / "result.json").write_text(json.dumps({"wer": 0.2, "parameters": 6e6, "nemo_mb": 24}))
@@ -112,6 +113,22 @@ def test_recipe_choice_waits_for_every_recipe(bench):
                for j in jobs if j.kind != "stage1" and (out / j.name / "result.json").exists()}  # fmt: skip
     chosen, lines = recipe_choice(cfg, jobs, results)
     assert chosen is None and "no choice yet (clip0.1 leads so far)" in lines[0]
+
+
+def test_recipe_choice_does_not_split_recipes_dev_cannot_tell_apart(bench):
+    """The one-standard-error rule: clip0.1 has the lowest dev WER but its two seeds are 3 points apart (one
+    standard error: 1.5 points); mse, 1 point behind, is within it and first in `recipes`, so mse is chosen;
+    mse_kl0.5, 2 points behind, is not."""
+    cfg, jobs, out = bench
+    results = {j.name: {**json.loads((out / j.name / "result.json").read_text()),
+                        "curve": json.loads((out / j.name / "curve.json").read_text())}
+               for j in jobs if j.kind != "stage1"}  # fmt: skip
+    for seed, final in ((1, 0.295), (2, 0.325)):
+        results[f"clip0.1_small_L3_s{seed}"]["curve"] = _curve(results[f"clip0.1_small_L3_s{seed}"]["steps"], final)
+    chosen, lines = recipe_choice(cfg, jobs, results)
+    assert chosen == "mse" and "Lowest dev WER: clip0.1 (" in lines[0] and "(1.5 points, over its 2 students)" in lines[0]
+    assert re.search(r"not told apart by dev: mse \([\d.]+%\), clip0.1 \([\d.]+%\);", lines[0]) and "mse_kl0.5" not in lines[0]
+    assert _row("\n".join(lines), "| mse |")[-1] == "yes" and _row("\n".join(lines), "| clip0.1 |")[-1] == ""
 
 
 def test_trend_reads_the_last_three_validations():

@@ -165,7 +165,10 @@ def convergence_table(results: dict) -> list[str]:
 def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
     """The default recipe, chosen on dev: the students of every recipe on the main family's data, at the
     depths every recipe trained; a recipe's score is the mean over those students of their mean dev WER at
-    the last three validations. Test WER beside it, never used to choose. None until all have finished."""
+    the last three validations. Recipes within one standard error of the best score (over the best recipe's
+    students) are not told apart by dev: of those, the first in `recipes` wins (the profile lists them
+    simplest first; the one-standard-error rule of Breiman et al., 1984). Test WER beside it, never used to
+    choose. None until all have finished."""
     data = cfg.families[0].data
     planned = [j for j in jobs if j.kind == "encrl" and not j.repeat and j.data == data]
     recipes = list(dict.fromkeys(j.recipe for j in planned))
@@ -173,10 +176,18 @@ def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
               if all(any(j.depth == d and j.recipe == rec for j in planned) for rec in recipes)]
     runs = {rec: [results[j.name] for j in planned if j.recipe == rec and j.depth in depths and j.name in results]
             for rec in recipes}  # fmt: skip
-    scores = {rec: statistics.mean(devs) for rec, rs in runs.items() if (devs := [d for r in rs if (d := dev_score(r["curve"])) is not None])}
-    leader = min(scores, key=scores.get) if scores else None
+    devs = {rec: [d for r in rs if (d := dev_score(r["curve"])) is not None] for rec, rs in runs.items()}
+    scores = {rec: statistics.mean(ds) for rec, ds in devs.items() if ds}
+    best = min(scores, key=scores.get) if scores else None
+    se = statistics.stdev(devs[best]) / len(devs[best]) ** 0.5 if best and len(devs[best]) > 1 else 0.0
+    tied = [rec for rec in cfg.recipes if rec in scores and scores[rec] <= scores[best] + se]
+    leader = tied[0] if tied else None
     done = all(j.name in results for j in planned if j.depth in depths)
-    lines = [(f"Chosen on dev on `{data}` at depths {depths}: **{leader}**." if done and leader else
+    why = (f" Lowest dev WER: {best} ({pct(scores[best])}); within one standard error of it ({100 * se:.1f} points, "
+           f"over its {len(devs[best])} students) and so not told apart by dev: "
+           f"{', '.join(f'{rec} ({pct(scores[rec])})' for rec in tied)}; the first of these in `recipes` (the simplest) "
+           "is chosen." if leader and leader != best else "")  # fmt: skip
+    lines = [(f"Chosen on dev on `{data}` at depths {depths}: **{leader}**.{why}" if done and leader else
               f"Not all of these students have finished: no choice yet ({leader or 'none'} leads so far)."), "",
              "| recipe | stage-1 losses | stage-2 KL | depth | seeds | dev WER (mean of the last three) | test WER | chosen |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
