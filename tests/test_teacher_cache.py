@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 def _cfg(teacher, corpus, work, *extra):
     from conftest import tiny_encrl_overrides
 
-    return load_config("encrl", "encrl_clip_mse", [*tiny_encrl_overrides(teacher, corpus, work),
-                                                   f"model.teacher.cache={work}/cache", *extra])  # fmt: skip
+    return load_config("encrl", "encrl_clip_mse", [*tiny_encrl_overrides(teacher, corpus, work), "model.loss.clip.weight=1.0",
+                                                   f"model.teacher.cache={work}/cache", *extra])  # every term, CLIP too  # fmt: skip
 
 
 @pytest.fixture(scope="module")
