@@ -255,8 +255,8 @@ def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
 
 
 def test_cpu_profile_budgets_from_its_pinned_costs(tmp_path):
-    """conf/bench/cpu.yaml (the committed benchmark): its pinned costs give every student the stage-2 steps
-    docs/RESULTS.md reports, on any machine and without measuring, and the whole bench is ~10 h of this CPU."""
+    """conf/bench/cpu.yaml (the committed benchmark): its pinned costs give every student the same stage-2
+    steps on any machine, without measuring, and size the whole bench (docs/BENCHMARK.md, "Sizing")."""
     from nemo_encrl.bench.budget import job_steps, load_or_measure
     from nemo_encrl.bench.run import _units
 
@@ -273,7 +273,7 @@ def test_cpu_profile_budgets_from_its_pinned_costs(tmp_path):
         "mse_small_L6_s1": 3618, "mse_small_L3_s2": 3618, "mse_kl0.5_small_L6_s1": 3593, "mse_kl0.5_small_L3_s1": 3234,
         "clip1_small_L3_s1": 3618, "mse_same_L6_s1": 3100, "mse_same_L3_s1": 3100}  # fmt: skip
     units = sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
-    assert 95000 < units < 103000, units  # ~99k units: ~5.5 h of this CPU with two 1-thread jobs (docs/BENCHMARK.md)
+    assert 95000 < units < 103000, units  # ~99k units: ~5.7 h of a 2-core AVX-512 CPU, two 1-thread jobs
 
 
 def test_cpu_short_profile_fits_one_sitting(tmp_path):

@@ -310,7 +310,7 @@ def write_report(cfg: DictConfig, jobs, costs: Costs, hours: dict, chosen: str, 
           f"- Teacher `{cfg.teacher}`: {teacher['parameters'] / 1e6:.2f}M parameters, test WER {pct(teacher['wer'])}.",
           "- Data settings: " + "; ".join(data_lines) + f". Dev and test: corpus `{cfg.eval_corpus}`.",
           f"- Students: {dict(cfg.student)} cut to depths {list(cfg.depths)}; one stage 1 per family.",
-          f"- Budget: {cfg.steps} CTC steps of {cfg.batch_duration} s of audio per student. A family's stage 1 "
+          f"- Budget: {cfg.steps} CTC steps (batches of up to {cfg.batch_duration} s of audio) per student. A family's stage 1 "
           f"({cfg.stage1_steps} steps) is charged to its students in proportion to their step costs; their stage 2 "
           "gets the rest: " + (", ".join(f"{r} `{d}` L{k}: {v}" for (r, d, k), v in stage2.items()) or "none started yet")
           + ". A family trained at fewer depths (the CLIP-weight sweep) is charged as if it had them all, its stage 1 "
