@@ -254,25 +254,30 @@ def test_demo_profile_budgets_do_not_depend_on_the_machine(tmp_path):
     assert 0 < steps["mse_small_L6_s1"] < cfg.steps and 0 < steps["mse_small_L3_s1"] < cfg.steps
 
 
-def test_cpu_profile_budgets_from_its_pinned_costs(tmp_path):
-    """conf/bench/cpu.yaml (the committed benchmark): its pinned costs give every student the same stage-2
-    steps on any machine, without measuring, and size the whole bench (docs/BENCHMARK.md, "Sizing")."""
+def _pinned_plan(profile: str, tmp_path, winner: str, hours: dict):
+    """A profile's every job (sweep first), with the steps and total units its pinned costs give, measuring nothing."""
     from nemo_encrl.bench.budget import job_steps, load_or_measure
     from nemo_encrl.bench.run import _units
 
-    cfg = load_config("bench", "cpu", [f"out_dir={tmp_path}/cpu"])
-    costs = load_or_measure(cfg, lambda: pytest.fail("the cpu profile measured its step costs"))
+    cfg = load_config("bench", profile, [f"out_dir={tmp_path}/{profile}"])
+    costs = load_or_measure(cfg, lambda: pytest.fail(f"the {profile} profile measured its step costs"))
     check_profile(cfg)
-    hours = {"small": 3.9136, "same": 25.829}  # the bench and teacher_x2 train splits' audio
     sweep = sweep_jobs(cfg)
-    jobs = [*sweep, *(j for j in plan_jobs(cfg, "noreg_lr1") if j not in sweep)]
+    jobs = [*sweep, *(j for j in plan_jobs(cfg, winner) if j not in sweep)]
     steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
+    return cfg, jobs, steps, sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
+
+
+def test_cpu_profile_budgets_from_its_pinned_costs(tmp_path):
+    """conf/bench/cpu.yaml (the committed benchmark): its pinned costs give every student the same stage-2
+    steps on any machine, without measuring, and size the whole bench (docs/BENCHMARK.md, "Sizing")."""
+    hours = {"small": 3.9136, "same": 25.829}  # the bench and teacher_x2 train splits' audio
+    cfg, jobs, steps, units = _pinned_plan("cpu", tmp_path, "noreg_lr1", hours)
     assert len(jobs) == 37 and sum(j.kind == "encrl" for j in jobs) == 17 and sum(j.kind == "stage1" for j in jobs) == 10
     assert {n: steps[n] for n in ("mse_small_L6_s1", "mse_small_L3_s2", "mse_kl0.5_small_L6_s1", "mse_kl0.5_small_L3_s1",
                                   "clip1_small_L3_s1", "mse_same_L6_s1", "mse_same_L3_s1")} == {
         "mse_small_L6_s1": 3618, "mse_small_L3_s2": 3618, "mse_kl0.5_small_L6_s1": 3593, "mse_kl0.5_small_L3_s1": 3234,
         "clip1_small_L3_s1": 3618, "mse_same_L6_s1": 3100, "mse_same_L3_s1": 3100}  # fmt: skip
-    units = sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
     assert 95000 < units < 103000, units  # ~99k units: ~5.7 h of a 2-core AVX-512 CPU, two 1-thread jobs
 
 
@@ -280,19 +285,10 @@ def test_cpu_short_profile_fits_one_sitting(tmp_path):
     """conf/bench/cpu_short.yaml: pinned costs (same steps everywhere), the main comparison at both depths from one
     stage 1, a total that two 1-thread workers train within a sitting, and the override (in its comment)
     that adds a second seed and the same-data setting."""
-    from nemo_encrl.bench.budget import job_steps, load_or_measure
-    from nemo_encrl.bench.run import _units
-
-    cfg = load_config("bench", "cpu_short", [f"out_dir={tmp_path}/cpu_short"])
-    costs = load_or_measure(cfg, lambda: pytest.fail("the cpu_short profile measured its step costs"))
-    check_profile(cfg)
     hours = {"small": 3.9, "same": 25.8}  # the bench and teacher_x2 train splits (docs/CORPUS.md)
-    sweep = sweep_jobs(cfg)
-    jobs = [*sweep, *(j for j in plan_jobs(cfg, "noreg_lr0.6") if j not in sweep)]
-    steps = {j.name: job_steps(cfg, costs, j, hours[j.data]) for j in jobs}
+    cfg, jobs, steps, units = _pinned_plan("cpu_short", tmp_path, "noreg_lr0.6", hours)
     assert all(0 < s <= cfg.steps for s in steps.values())
     assert {(j.data, j.depth, j.seed) for j in jobs if j.kind == "encrl"} == {("small", 6, 1), ("small", 3, 1)}
-    units = sum(_units(cfg, costs, j, steps[j.name]) for j in jobs)
     # two 1-thread workers at ~2.2 s a full-depth step each (measured 2026-12-04): ~70 min of training steps
     assert 3500 < units < 4000, units
     same = load_config("bench", "cpu_short", [f"out_dir={tmp_path}/cpu_short", "families=[{recipe: mse, data: small, seeds: [1, 2]}, "

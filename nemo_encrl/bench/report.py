@@ -176,7 +176,8 @@ def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
               if all(any(j.depth == d and j.recipe == rec for j in planned) for rec in recipes)]
     runs = {rec: [results[j.name] for j in planned if j.recipe == rec and j.depth in depths and j.name in results]
             for rec in recipes}  # fmt: skip
-    devs = {rec: [d for r in rs if (d := dev_score(r["curve"])) is not None] for rec, rs in runs.items()}
+    score_of = {r["name"]: dev_score(r["curve"]) for rs in runs.values() for r in rs}  # None: no validation yet
+    devs = {rec: [score_of[r["name"]] for r in rs if score_of[r["name"]] is not None] for rec, rs in runs.items()}
     scores = {rec: statistics.mean(ds) for rec, ds in devs.items() if ds}
     best = min(scores, key=scores.get) if scores else None
     se = statistics.stdev(devs[best]) / len(devs[best]) ** 0.5 if best and len(devs[best]) > 1 else 0.0
@@ -195,7 +196,7 @@ def recipe_choice(cfg, jobs, results: dict) -> tuple[str | None, list[str]]:
         losses = ", ".join(f"{k} {v}" for k, v in stage1_losses(cfg, rec).items()) or "the config's"
         for depth in depths:
             at = [r for r in runs[rec] if r["depth"] == depth]
-            dev = [d for r in at if (d := dev_score(r["curve"])) is not None]
+            dev = [score_of[r["name"]] for r in at if score_of[r["name"]] is not None]
             if at:
                 lines.append(f"| {rec} | {losses} | {stage2_kl(cfg, rec) or '-'} | L{depth} | {len(at)} | "
                              f"{_mean_spread(dev) if dev else '-'} | {_mean_spread([r['wer'] for r in at])} | "
