@@ -27,6 +27,7 @@ def test_plan_sweep_first_then_families_with_partners():
     assert names[:7] == ["stage1_mse_small_s1", "mse_small_L6_s1", "mse_small_L3_s1", "scratch-reg_lr2_small_L6_s1",
                          "scratch-reg_lr2_small_L3_s1", "stage1_mse_small_s2", "mse_small_L6_s2"]  # fmt: skip
     assert "clip0.3_small_L3_s2" in names and "clip0.3_small_L6_s2" not in names  # the sweep families: depth 3 only
+    assert "clip0.1_small_L6_s2" in names  # but for dev's choice, trained at both depths
     assert "mse_same_L3_s1" in names and "scratch-reg_lr2_same_L6_s1" in names and len(names) == len(set(names))
     assert sum(j.kind == "stage1" for j in jobs) == 2 + 1 + 3 * 2 + 1  # the KL recipe shares mse's stage 1; a repeat
     assert names[-3:] == ["stage1_mse_small_s1_r1", "mse_small_L3_s1_r1", "scratch-reg_lr2_small_L3_s1_r1"]
@@ -273,12 +274,12 @@ def test_cpu_profile_budgets_from_its_pinned_costs(tmp_path):
     steps on any machine, without measuring, and size the whole bench (docs/BENCHMARK.md, "Sizing")."""
     hours = {"small": 3.9136, "same": 25.829}  # the bench and teacher_x2 train splits' audio
     cfg, jobs, steps, units = _pinned_plan("cpu", tmp_path, "noreg_lr1", hours)
-    assert len(jobs) == 37 and sum(j.kind == "encrl" for j in jobs) == 17 and sum(j.kind == "stage1" for j in jobs) == 10
+    assert len(jobs) == 39 and sum(j.kind == "encrl" for j in jobs) == 19 and sum(j.kind == "stage1" for j in jobs) == 10
     assert {n: steps[n] for n in ("mse_small_L6_s1", "mse_small_L3_s2", "mse_kl0.5_small_L6_s1", "mse_kl0.5_small_L3_s1",
-                                  "clip1_small_L3_s1", "mse_same_L6_s1", "mse_same_L3_s1")} == {
+                                  "clip1_small_L3_s1", "clip0.1_small_L6_s2", "mse_same_L6_s1", "mse_same_L3_s1")} == {
         "mse_small_L6_s1": 3618, "mse_small_L3_s2": 3618, "mse_kl0.5_small_L6_s1": 3593, "mse_kl0.5_small_L3_s1": 3234,
-        "clip1_small_L3_s1": 3618, "mse_same_L6_s1": 3100, "mse_same_L3_s1": 3100}  # fmt: skip
-    assert 95000 < units < 103000, units  # ~99k units: ~5.7 h of a 2-core AVX-512 CPU, two 1-thread jobs
+        "clip1_small_L3_s1": 3618, "clip0.1_small_L6_s2": 3618, "mse_same_L6_s1": 3100, "mse_same_L3_s1": 3100}  # fmt: skip
+    assert 102000 < units < 110000, units  # ~106k units: ~6.3 h of a 2-core AVX-512 CPU, two 1-thread jobs
 
 
 def test_cpu_short_profile_fits_one_sitting(tmp_path):

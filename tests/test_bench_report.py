@@ -86,7 +86,12 @@ def test_report_tables_and_verdicts(bench):
     reach = _row(targets, "| mse_small_L6_s1: reaches scratch's best dev WER within <= 1/5")
     frac, first = (float(x) for x in re.match(r"([\d.]+) \(its first dev reading comes at ([\d.]+)\)", reach[1]).groups())
     assert first == pytest.approx((share + 250) / 3000, abs=0.005) and first < frac < 1 and reach[2] == "no"
-    assert "| the default recipe is chosen by measurement (dev WER) | clip0.1 chosen; the main comparison uses mse | no |" in targets
+    # dev chose clip0.1 (below): the targets are given for it too, at both depths it trained on `small`
+    assert "| clip0.1 L6 on `small`: test WER >= 25% relative below the chosen scratch | +17.5% (33.0% vs 40.0%) | no |" in targets
+    assert "| clip0.1 L3 on `small`" in targets and "| clip0.1 L6 on `same`" not in targets
+    assert "| clip0.1_small_L6_s1: reaches scratch's best dev WER" in targets
+    assert ("| the default recipe is chosen by measurement (dev WER) | clip0.1 chosen (the main comparison was planned "
+            "with mse: both have rows above) | yes |") in targets
 
     recipes = text.split("## Default recipe: chosen on dev")[1].split("##")[0]
     assert "**clip0.1**" in recipes and "at depths [3]" in recipes  # the depth every recipe trained

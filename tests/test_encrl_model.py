@@ -230,13 +230,13 @@ def test_bf16_teacher_forward(tiny_ctc_nemo, tiny_corpus, tmp_path):
 
 def test_default_hints_pair_every_student_layer(tiny_ctc_nemo, tiny_corpus, tmp_path):
     """The shipped config hints every student layer (pairs: auto); cutting the student relies on it. Its
-    losses are the recipe the bench chose on dev (`mse`: no CLIP term, docs/RESULTS.md)."""
+    losses are the recipe the bench chose on dev (`clip0.1`: MSE terms plus CLIP at 0.1, docs/RESULTS.md)."""
     model = EncRLModel(_cfg(tiny_ctc_nemo, tiny_corpus, tmp_path).model)
     n_s, n_t = len(model.encoder.layers), len(model.teacher.encoder.layers)
     assert [i for i, _ in model.hidden_pairs] == list(range(n_s))
     assert model.hidden_pairs[-1] == (n_s - 1, n_t - 1)
     _, terms, _ = model._step_losses(next(iter(model._train_dl)))
-    assert set(terms) == {"mse_logprobs", "mse_encoder", "hidden"} and model.clip_student_proj is None
+    assert set(terms) == {"clip", "mse_logprobs", "mse_encoder", "hidden"} and model.cfg.loss.clip.weight == 0.1
 
 
 def test_audio_at_another_rate_than_the_teachers_is_refused_before_training(tiny_ctc_nemo, tiny_corpus, tmp_path):
