@@ -1,4 +1,4 @@
-# EncRL stage 1: align a small Conformer student with a frozen NeMo Conformer-CTC teacher (MSE + layer hints; CLIP optional).
+# EncRL stage 1: align a small Conformer student with a frozen NeMo Conformer-CTC teacher (MSE + layer hints + CLIP at 0.1).
 # In the style of NeMo's speech_to_text_ctc_bpe.py:
 #
 #   python examples/encrl_stage1.py \
